@@ -1,0 +1,81 @@
+"""The registry of elementwise and reduce operations.
+
+An op spec is written einsum-style: `name(args):terms->term`, for example `sub:bhqk,bhq->bhqk`
+(subtract a per-row value from every score: the missing `k` in the second operand broadcasts) or
+`max:bhqk->bhq` (reduce over `k`, the label that the output drops). Labels are local to one node,
+as in einsum; a label has one size across the node's operands unless the op says otherwise
+(`tile` gives its tiled label the tile size in the output).
+
+The seed's unlabelled forms are accepted too: `softmax_k` (softmax over the last axis),
+`div_scalar_<c>` (divide by c; its second operand is a placeholder that is never read), a bare
+name such as `exp` from `EinsumNode.elem_unary`, and `sum(1,2)` from `EinsumNode.reduce`
+(positional arguments are the reduced axes). Unlabelled binary ops broadcast like numpy.
+
+Backends implement every name listed here; `tests/backends` checks that none is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tlir.errors import SpecError
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """One operation: its kind, operand count and parameter names."""
+
+    name: str
+    kind: str  # "elementwise" or "reduce"
+    arity: int
+    params: tuple[str, ...] = ()
+    doc: str = ""
+
+
+def _defs(kind: str, arity: int, names: str, params: tuple[str, ...] = (), doc: str = "") -> list:
+    return [OpDef(name, kind, arity, params, doc) for name in names.split()]
+
+
+_ALL: list[OpDef] = [
+    *_defs("elementwise", 1, "exp log neg abs sqrt rsqrt square tanh sigmoid relu recip"),
+    OpDef("inf_to_zero", "elementwise", 1, (), "x where x is finite, else 0 (a -inf running max)"),
+    OpDef("scale", "elementwise", 1, ("c",), "x * c"),
+    OpDef("div_scalar", "elementwise", 1, ("c",), "x / c"),
+    OpDef("cast", "elementwise", 1, ("dtype",), "x converted to dtype"),
+    OpDef("softmax", "elementwise", 1, ("label",), "softmax over one labelled axis"),
+    *_defs("elementwise", 2, "add sub mul div maximum minimum"),
+    OpDef("safe_div", "elementwise", 2, (), "x / y where y != 0, else 0 (rows that see no key)"),
+    OpDef("cast_like", "elementwise", 2, (), "x converted to the dtype of y (y is not read)"),
+    OpDef("select", "elementwise", 3, (), "a where cond else b"),
+    OpDef("const", "elementwise", 0, ("c",), "a float32 scalar constant (inf, -inf allowed)"),
+    OpDef("rsqrt_size", "elementwise", 1, ("label",), "1/sqrt(size of label): a scalar"),
+    OpDef("num_tiles", "elementwise", 1, ("label", "size"), "ceil(size of label / size): int32"),
+    OpDef(
+        "tile",
+        "elementwise",
+        2,
+        ("label", "size"),
+        "tile j of x along label (operand 2 is j); rows past the end read as 0",
+    ),
+    OpDef(
+        "attn_mask",
+        "elementwise",
+        3,
+        ("size", "causal", "left", "right"),
+        "visibility of key tile j (operand 3) to every query: output `qk`, True = visible",
+    ),
+    *_defs("reduce", 1, "sum max min mean logsumexp"),
+]
+
+OPS: dict[str, OpDef] = {op.name: op for op in _ALL}
+
+
+def lookup(name: str, spec_text: str) -> OpDef:
+    """The op named `name`, or a SpecError listing the valid names."""
+    try:
+        return OPS[name]
+    except KeyError:
+        raise SpecError(
+            f"spec {spec_text!r}: unknown operation {name!r}; "
+            f"expected one of {', '.join(sorted(OPS))}"
+        ) from None

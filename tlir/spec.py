@@ -1,0 +1,563 @@
+"""The one spec language of tlir: einsum, reshape, flash, elementwise/reduce ops and loops.
+
+`parse_spec(text)` returns a frozen spec object. The grammar of each family:
+
+einsum     numpy's grammar exactly: `ij,jk->ik`, implicit `ij,jk`, `...ij->...ji`, `ii->i`, `->`.
+reshape    the seed's `bsd->bsh64` (digits are an anonymous axis of that size; the one new label
+           is inferred) and `bsh64->bsd`; the seed's typo `bsh64-:bsd` is read as `->` with a
+           `SpecWarning`. `reshape:bhqd,bgkd->bgrqd` takes label sizes from extra operands.
+flash      `flash_<q>,<k>,<v>-><out>_<Bq>_<Bc>[_causal][_window<L>x<R>][_dropout<p>][_lse]`.
+op         `name(args):terms->term` or the seed's unlabelled `softmax_k`, `div_scalar_8`, `sum(1)`.
+loop       `loop(carry=<n>)`: operands are lo, hi, invariants, then n carried initial values.
+
+Index-letter legend used by every builder, docstring and test: b batch, h query heads, g kv heads,
+r query heads per kv head, q query positions, k key positions, d head dim, v value dim.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import warnings
+from dataclasses import dataclass
+from typing import Union
+
+from tlir import ops
+from tlir.errors import SpecError, SpecWarning
+
+ELLIPSIS = "..."
+LETTERS = frozenset(string.ascii_letters)
+
+Term = tuple[str, ...]  # labels; ELLIPSIS is one element
+
+
+def term_text(term: Term) -> str:
+    return "".join(term)
+
+
+# --------------------------------------------------------------------------------------- einsum
+
+
+@dataclass(frozen=True)
+class EinsumSpec:
+    """A numpy einsum: input terms, the output term, and whether the output was written."""
+
+    text: str
+    inputs: tuple[Term, ...]
+    output: Term
+    explicit: bool
+
+    kind = "einsum"
+
+    @property
+    def n_operands(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def has_ellipsis(self) -> bool:
+        return any(ELLIPSIS in t for t in self.inputs)
+
+    def canonical(self) -> str:
+        """The explicit form, e.g. `ij,jk->ik` for the implicit `ij,jk`."""
+        return ",".join(map(term_text, self.inputs)) + "->" + term_text(self.output)
+
+
+def _parse_einsum_term(raw: str, text: str, where: str) -> Term:
+    labels: list[str] = []
+    i = 0
+    while i < len(raw):
+        char = raw[i]
+        if char == " ":
+            i += 1
+        elif char == ".":
+            if raw[i : i + 3] != "...":
+                raise SpecError(f"spec {text!r}: {where} has a '.' that is not part of '...'")
+            if ELLIPSIS in labels:
+                raise SpecError(f"spec {text!r}: {where} has more than one '...'")
+            labels.append(ELLIPSIS)
+            i += 3
+        elif char in LETTERS:
+            labels.append(char)
+            i += 1
+        else:
+            raise SpecError(
+                f"spec {text!r}: invalid character {char!r} in {where}; "
+                "einsum labels are letters a-z, A-Z, with ',' '->' '...' and spaces"
+            )
+    return tuple(labels)
+
+
+def _implicit_output(inputs: tuple[Term, ...]) -> Term:
+    counts: dict[str, int] = {}
+    for term in inputs:
+        for label in term:
+            if label != ELLIPSIS:
+                counts[label] = counts.get(label, 0) + 1
+    # numpy orders implicit output labels by code point: upper case before lower case
+    once = sorted(label for label, n in counts.items() if n == 1)
+    prefix = (ELLIPSIS,) if any(ELLIPSIS in t for t in inputs) else ()
+    return prefix + tuple(once)
+
+
+def parse_einsum(text: str) -> EinsumSpec:
+    if text.count("->") > 1:
+        raise SpecError(f"spec {text!r}: '->' appears more than once; expected at most one")
+    body = text.replace("->", "\x00")
+    for char in "->":
+        if char in body:
+            raise SpecError(f"spec {text!r}: stray {char!r}; the output is introduced by '->'")
+    explicit = "\x00" in body
+    lhs, _, rhs = body.partition("\x00")
+    inputs = tuple(
+        _parse_einsum_term(raw, text, f"operand {i}") for i, raw in enumerate(lhs.split(","))
+    )
+    if not explicit:
+        return EinsumSpec(text, inputs, _implicit_output(inputs), False)
+    output = _parse_einsum_term(rhs, text, "the output")
+    known = {label for term in inputs for label in term}
+    seen: set[str] = set()
+    for label in output:
+        if label in seen:
+            raise SpecError(f"spec {text!r}: output label {label!r} appears more than once")
+        seen.add(label)
+        if label != ELLIPSIS and label not in known:
+            raise SpecError(f"spec {text!r}: output label {label!r} appears in no input")
+    return EinsumSpec(text, inputs, output, True)
+
+
+# -------------------------------------------------------------------------------------- reshape
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One reshape axis: a label (size from elsewhere) or an anonymous fixed size."""
+
+    label: str | None
+    size: int | None = None
+
+    def text(self) -> str:
+        return self.label if self.label is not None else str(self.size)
+
+
+@dataclass(frozen=True)
+class ReshapeSpec:
+    """Row-major reshape of operand 0; extra operands only lend label sizes."""
+
+    text: str
+    source: tuple[Axis, ...]
+    donors: tuple[Term, ...]
+    target: tuple[Axis, ...]
+
+    kind = "reshape"
+
+    @property
+    def n_operands(self) -> int:
+        return 1 + len(self.donors)
+
+
+_RESHAPE_AXIS = re.compile(r"([A-Za-z])|([0-9]+)|(\s+)|(.)")
+
+
+def _parse_reshape_term(raw: str, text: str, where: str) -> tuple[Axis, ...]:
+    axes: list[Axis] = []
+    for match in _RESHAPE_AXIS.finditer(raw):
+        label, digits, _space, other = match.groups()
+        if other is not None:
+            raise SpecError(
+                f"spec {text!r}: invalid character {other!r} in {where}; "
+                "reshape axes are letters or digit runs (a fixed size)"
+            )
+        if label is not None:
+            axes.append(Axis(label))
+        elif digits is not None:
+            if int(digits) == 0:
+                raise SpecError(f"spec {text!r}: fixed axis size 0 in {where}; expected >= 1")
+            axes.append(Axis(None, int(digits)))
+    labels = [a.label for a in axes if a.label is not None]
+    for label in labels:
+        if labels.count(label) > 1:
+            raise SpecError(f"spec {text!r}: label {label!r} appears twice in {where}")
+    return tuple(axes)
+
+
+def parse_reshape(text: str) -> ReshapeSpec:
+    body = text[len("reshape:") :] if text.startswith("reshape:") else text
+    if "-:" in body and "->" not in body:
+        warnings.warn(
+            f"spec {text!r}: read '-:' as '->' (a typo of the Rust crate's merge reshape)",
+            SpecWarning,
+            stacklevel=3,
+        )
+        body = body.replace("-:", "->", 1)
+    if body.count("->") != 1:
+        raise SpecError(f"spec {text!r}: a reshape needs exactly one '->'")
+    lhs, rhs = body.split("->")
+    operands = lhs.split(",")
+    source = _parse_reshape_term(operands[0], text, "the source")
+    donors = []
+    for i, raw in enumerate(operands[1:], start=1):
+        donor = _parse_einsum_term(raw, text, f"operand {i}")
+        if ELLIPSIS in donor:
+            raise SpecError(f"spec {text!r}: '...' is not allowed in a reshape")
+        donors.append(donor)
+    target = _parse_reshape_term(rhs, text, "the target")
+    known = {a.label for a in source} | {label for d in donors for label in d}
+    unknown = [a.label for a in target if a.label is not None and a.label not in known]
+    if len(unknown) > 1:
+        raise SpecError(
+            f"spec {text!r}: new target labels {unknown} cannot all be inferred; "
+            "expected at most one label that no operand sizes"
+        )
+    source_labels = [a.label for a in source if a.label is not None]
+    shared = [a.label for a in target if a.label in source_labels]
+    if shared != [label for label in source_labels if label in shared]:
+        raise SpecError(
+            f"spec {text!r}: a reshape keeps the order of its shared labels; "
+            f"found {''.join(source_labels)} -> {''.join(shared)} (use a transpose)"
+        )
+    return ReshapeSpec(text, source, tuple(donors), target)
+
+
+# ---------------------------------------------------------------------------------------- flash
+
+
+@dataclass(frozen=True)
+class FlashSpec:
+    """Fused attention: q [b,h,q,d], k [b,g,k,d], v [b,g,k,v] -> out [b,h,q,v] (positional roles).
+
+    `g != h` labels grouped-query attention: query head i reads kv head i // (h / g).
+    With `lse`, a second output holds the row logsumexp [b,h,q] (float32).
+    With dropout > 0 the node takes a fourth operand, a PRNG key.
+    """
+
+    text: str
+    q: Term
+    k: Term
+    v: Term
+    out: Term
+    block_q: int
+    block_kv: int
+    causal: bool = False
+    window: tuple[int, int] | None = None
+    dropout: float = 0.0
+    lse: bool = False
+
+    kind = "flash"
+
+    @property
+    def n_operands(self) -> int:
+        return 4 if self.dropout > 0 else 3
+
+    @property
+    def n_results(self) -> int:
+        return 2 if self.lse else 1
+
+    @property
+    def grouped(self) -> bool:
+        return self.k[1] != self.q[1]
+
+    def visible_window(self) -> tuple[int | None, int | None]:
+        """(left, right) bounds around the bottom-right diagonal; None is unbounded."""
+        left, right = self.window if self.window is not None else (None, None)
+        if self.causal:
+            right = 0
+        return left, right
+
+    def with_options(self, **changes: object) -> FlashSpec:
+        """A copy with some fields changed, its text rewritten to match."""
+        fields = {**self.__dict__, **changes}
+        fields.pop("text")
+        return FlashSpec(format_flash(**fields), **fields)
+
+
+def format_flash(
+    q: Term,
+    k: Term,
+    v: Term,
+    out: Term,
+    block_q: int,
+    block_kv: int,
+    causal: bool = False,
+    window: tuple[int, int] | None = None,
+    dropout: float = 0.0,
+    lse: bool = False,
+) -> str:
+    """The canonical flash spec text for these fields."""
+    text = f"flash_{term_text(q)},{term_text(k)},{term_text(v)}->{term_text(out)}"
+    text += f"_{block_q}_{block_kv}"
+    if causal:
+        text += "_causal"
+    if window is not None:
+        text += f"_window{window[0]}x{window[1]}"
+    if dropout > 0:
+        text += f"_dropout{dropout:g}"
+    if lse:
+        text += "_lse"
+    return text
+
+
+_FLASH = re.compile(r"flash_([^_]*)_(.*)")
+_FLASH_FLAG = re.compile(r"causal|lse|window(\d+)x(\d+)|dropout([0-9.eE+-]+)")
+
+
+def parse_flash(text: str) -> FlashSpec:
+    match = _FLASH.fullmatch(text)
+    if match is None:
+        raise SpecError(
+            f"spec {text!r}: expected flash_<q>,<k>,<v>-><out>_<Bq>_<Bc>[_causal]"
+            "[_window<L>x<R>][_dropout<p>][_lse]"
+        )
+    einsum_text, rest = match.groups()
+    if einsum_text.count("->") != 1 or einsum_text.count(",") != 2:
+        raise SpecError(f"spec {text!r}: expected three operands and one output, q,k,v->out")
+    lhs, out_text = einsum_text.split("->")
+    terms = [_parse_einsum_term(t, text, role) for t, role in zip(lhs.split(","), "qkv")]
+    out = _parse_einsum_term(out_text, text, "out")
+    q, k, v = terms
+    for role, term in (("q", q), ("k", k), ("v", v), ("out", out)):
+        if len(term) != 4 or ELLIPSIS in term:
+            raise SpecError(
+                f"spec {text!r}: {role} term {term_text(term)!r} must have exactly 4 labels "
+                "(b, heads, positions, features)"
+            )
+    _check_flash_roles(text, q, k, v, out)
+    parts = rest.split("_")
+    if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+        raise SpecError(f"spec {text!r}: expected block sizes _<Bq>_<Bc> after the output term")
+    block_q, block_kv = int(parts[0]), int(parts[1])
+    if block_q == 0 or block_kv == 0:
+        raise SpecError(f"spec {text!r}: block sizes must be positive, found {block_q}x{block_kv}")
+    options: dict[str, object] = {}
+    for flag in parts[2:]:
+        flag_match = _FLASH_FLAG.fullmatch(flag)
+        if flag_match is None:
+            raise SpecError(
+                f"spec {text!r}: unknown flash flag {flag!r}; expected causal, lse, "
+                "window<L>x<R> or dropout<p>"
+            )
+        name = "window" if flag.startswith("window") else "dropout" if flag[0] == "d" else flag
+        if name in options:
+            raise SpecError(f"spec {text!r}: flag {name!r} given twice")
+        if name == "window":
+            options[name] = (int(flag_match.group(1)), int(flag_match.group(2)))
+        elif name == "dropout":
+            options[name] = _parse_probability(flag_match.group(3), text)
+        else:
+            options[name] = True
+    return FlashSpec(text, q, k, v, out, block_q, block_kv, **options)  # type: ignore[arg-type]
+
+
+def _parse_probability(raw: str, text: str) -> float:
+    try:
+        p = float(raw)
+    except ValueError:
+        raise SpecError(f"spec {text!r}: dropout {raw!r} is not a number") from None
+    if not 0.0 <= p <= 1.0:
+        raise SpecError(f"spec {text!r}: dropout must be in [0, 1], found {p}")
+    return p
+
+
+def _check_flash_roles(text: str, q: Term, k: Term, v: Term, out: Term) -> None:
+    same = [
+        ("batch", [("q", q[0]), ("k", k[0]), ("v", v[0]), ("out", out[0])]),
+        ("query head", [("q", q[1]), ("out", out[1])]),
+        ("kv head", [("k", k[1]), ("v", v[1])]),
+        ("query position", [("q", q[2]), ("out", out[2])]),
+        ("key position", [("k", k[2]), ("v", v[2])]),
+        ("head dim", [("q", q[3]), ("k", k[3])]),
+        ("value dim", [("v", v[3]), ("out", out[3])]),
+    ]
+    for role, places in same:
+        labels = {label for _, label in places}
+        if len(labels) > 1:
+            found = ", ".join(f"{where}={label!r}" for where, label in places)
+            raise SpecError(f"spec {text!r}: the {role} label must agree; found {found}")
+
+
+# ------------------------------------------------------------------------------ ops and loops
+
+
+Arg = Union[int, float, str]
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """An elementwise or reduce op; `inputs`/`output` are None in the seed's unlabelled form."""
+
+    text: str
+    op: str
+    args: tuple[Arg, ...]
+    inputs: tuple[Term, ...] | None
+    output: Term | None
+
+    @property
+    def kind(self) -> str:
+        return ops.OPS[self.op].kind
+
+    @property
+    def labelled(self) -> bool:
+        return self.inputs is not None
+
+    @property
+    def n_operands(self) -> int:
+        if self.inputs is not None:
+            return len(self.inputs)
+        if self.op == "div_scalar" and self.text.startswith("div_scalar_"):
+            return 2  # the seed's placeholder operand
+        return ops.OPS[self.op].arity
+
+    @property
+    def read_operands(self) -> tuple[int, ...]:
+        """Operands whose values the op reads (the seed's placeholder is not read)."""
+        return tuple(range(min(self.n_operands, max(ops.OPS[self.op].arity, 0))))
+
+    def arg(self, name: str) -> Arg:
+        return self.args[ops.OPS[self.op].params.index(name)]
+
+
+@dataclass(frozen=True)
+class LoopSpec:
+    """for j in [lo, hi): body(j, invariants..., carried...) -> carried...
+
+    Operands: lo, hi (int scalars), the invariants, then `carry` initial values.
+    """
+
+    text: str
+    carry: int
+
+    kind = "loop"
+
+
+_OP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\((.*?)\))?(?::(.*))?", re.S)
+_SEED_DIV = re.compile(r"div_scalar_([0-9.eE+-]+)")
+_SEED_SOFTMAX = re.compile(r"softmax_([A-Za-z])")
+
+
+def _parse_arg(raw: str, text: str) -> Arg:
+    raw = raw.strip()
+    if raw in ("inf", "-inf", "+inf"):
+        return float(raw)
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", raw):
+        return raw
+    raise SpecError(f"spec {text!r}: argument {raw!r} is not a number or a name")
+
+
+def parse_op(text: str) -> OpSpec | LoopSpec:
+    seed_div = _SEED_DIV.fullmatch(text)
+    if seed_div:
+        return OpSpec(text, "div_scalar", (_parse_arg(seed_div.group(1), text),), None, None)
+    seed_softmax = _SEED_SOFTMAX.fullmatch(text)
+    if seed_softmax:
+        return OpSpec(text, "softmax", (seed_softmax.group(1),), None, None)
+    match = _OP.fullmatch(text)
+    if match is None:
+        raise SpecError(f"spec {text!r}: expected name(args):terms->term")
+    name, raw_args, raw_terms = match.groups()
+    args = tuple(_parse_arg(a, text) for a in raw_args.split(",")) if raw_args else ()
+    if name == "loop":
+        return _parse_loop(text, raw_args)
+    opdef = ops.lookup(name, text)
+    if raw_terms is None:
+        return _unlabelled(text, opdef, args)
+    _check_args(text, opdef, args)
+    if raw_terms.count("->") != 1:
+        raise SpecError(f"spec {text!r}: expected one '->' after ':'")
+    lhs, rhs = raw_terms.split("->")
+    inputs = tuple(
+        _parse_einsum_term(t, text, f"operand {i}") for i, t in enumerate(lhs.split(","))
+    )
+    if opdef.arity == 0 and inputs == ((),):
+        inputs = ()
+    output = _parse_einsum_term(rhs, text, "the output")
+    if len(inputs) != opdef.arity:
+        raise SpecError(
+            f"spec {text!r}: {name} takes {opdef.arity} operand(s), found {len(inputs)} terms"
+        )
+    for where, term in [*((f"operand {i}", t) for i, t in enumerate(inputs)), ("output", output)]:
+        if ELLIPSIS in term:
+            raise SpecError(f"spec {text!r}: '...' is not allowed in an op's {where}")
+        if len(set(term)) != len(term):
+            raise SpecError(f"spec {text!r}: a label repeats in the {where} {term_text(term)!r}")
+    return OpSpec(text, name, args, inputs, output)
+
+
+def _check_args(text: str, opdef: ops.OpDef, args: tuple[Arg, ...]) -> None:
+    if len(args) != len(opdef.params):
+        expected = ", ".join(opdef.params) or "none"
+        raise SpecError(
+            f"spec {text!r}: {opdef.name} takes arguments ({expected}), found {len(args)}"
+        )
+
+
+def _unlabelled(text: str, opdef: ops.OpDef, args: tuple[Arg, ...]) -> OpSpec:
+    if opdef.kind == "reduce":
+        if not all(isinstance(a, int) and a >= 0 for a in args):
+            raise SpecError(f"spec {text!r}: reduce axes must be non-negative integers")
+        return OpSpec(text, opdef.name, args, None, None)
+    if opdef.name in ("tile", "attn_mask", "rsqrt_size", "num_tiles", "softmax"):
+        raise SpecError(f"spec {text!r}: {opdef.name} needs labelled terms, name(args):terms->term")
+    _check_args(text, opdef, args)
+    return OpSpec(text, opdef.name, args, None, None)
+
+
+def _parse_loop(text: str, raw_args: str | None) -> LoopSpec:
+    match = re.fullmatch(r"carry=(\d+)", raw_args or "")
+    if match is None:
+        raise SpecError(f"spec {text!r}: expected loop(carry=<n>)")
+    return LoopSpec(text, int(match.group(1)))
+
+
+# ------------------------------------------------------------------------------------ dispatch
+
+Spec = Union[EinsumSpec, ReshapeSpec, FlashSpec, OpSpec, LoopSpec]
+
+KINDS = ("einsum", "reshape", "elementwise", "reduce", "flash", "loop")
+
+
+def _looks_like_reshape(text: str) -> bool:
+    if text.startswith("reshape:"):
+        return True
+    if "-:" in text and "->" not in text and "(" not in text:
+        return True
+    lhs, _, rhs = text.partition("->")
+    return "," not in lhs and any(c.isdigit() for c in text) and bool(rhs or lhs)
+
+
+def parse_spec(text: str, kind: str | None = None) -> Spec:
+    """Parse any spec of the language; `kind` resolves names that are also einsums (`exp`).
+
+    Raises SpecError naming the spec and what is wrong with it.
+    """
+    if not isinstance(text, str):
+        raise SpecError(f"a spec must be a string, found {type(text).__name__} {text!r}")
+    if kind is not None and kind not in KINDS:
+        raise SpecError(f"spec {text!r}: unknown kind {kind!r}; expected one of {KINDS}")
+    if kind == "flash" or (kind is None and text.startswith("flash_")):
+        return parse_flash(text)
+    if kind == "reshape" or (kind is None and _looks_like_reshape(text)):
+        return parse_reshape(text)
+    if kind in ("elementwise", "reduce", "loop"):
+        spec = parse_op(text)
+        if spec.kind != kind:
+            raise SpecError(f"spec {text!r}: is a {spec.kind} op, not {kind}")
+        return spec
+    if kind is None and re.match(r"[A-Za-z_][A-Za-z0-9_]*(\(|:|$)", text) and _is_op_text(text):
+        return parse_op(text)
+    return parse_einsum(text)
+
+
+def _is_op_text(text: str) -> bool:
+    """True for texts that can only be ops: `name(...)`, `name:...`, or a name with '_'/digits."""
+    name = re.match(r"[A-Za-z_][A-Za-z0-9_]*", text).group(0)  # type: ignore[union-attr]
+    rest = text[len(name) :]
+    if rest.startswith("(") or rest.startswith(":"):
+        return True
+    return not all(c in LETTERS for c in name)
