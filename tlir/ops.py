@@ -27,7 +27,7 @@ class OpDef:
 
     name: str
     kind: str  # "elementwise" or "reduce"
-    arity: int
+    arity: int  # -1: any number of operands (shape donors)
     params: tuple[str, ...] = ()
     doc: str = ""
 
@@ -48,6 +48,22 @@ _ALL: list[OpDef] = [
     OpDef("cast_like", "elementwise", 2, (), "x converted to the dtype of y (y is not read)"),
     OpDef("select", "elementwise", 3, (), "a where cond else b"),
     OpDef("const", "elementwise", 0, ("c",), "a float32 scalar constant (inf, -inf allowed)"),
+    OpDef("iconst", "elementwise", 0, ("c",), "an int32 scalar constant (loop bounds)"),
+    OpDef(
+        "full",
+        "elementwise",
+        -1,
+        ("c",),
+        "a float32 tensor filled with c; its labels take their sizes from the operands, "
+        "which are not read",
+    ),
+    OpDef(
+        "pad_tiles",
+        "elementwise",
+        1,
+        ("label", "size"),
+        "x padded with zeros along label to a multiple of size",
+    ),
     OpDef("rsqrt_size", "elementwise", 1, ("label",), "1/sqrt(size of label): a scalar"),
     OpDef("num_tiles", "elementwise", 1, ("label", "size"), "ceil(size of label / size): int32"),
     OpDef(
@@ -61,8 +77,9 @@ _ALL: list[OpDef] = [
         "attn_mask",
         "elementwise",
         3,
-        ("size", "causal", "left", "right"),
-        "visibility of key tile j (operand 3) to every query: output `qk`, True = visible",
+        ("size", "left", "right"),
+        "visibility of key tile j (operand 3) to every query: output `qk`, True = visible; "
+        "query i sees key j iff i+o-left <= j <= i+o+right with o = Skv - Sq (inf: unbounded)",
     ),
     *_defs("reduce", 1, "sum max min mean logsumexp"),
 ]

@@ -178,16 +178,16 @@ def op_shape(spec: OpSpec, shapes: Sequence[Shape], where: str) -> Shape:
     opdef = ops.OPS[spec.op]
     if spec.op == "attn_mask":
         return _mask_shape(spec, sizes, where)
-    if spec.op in ("rsqrt_size", "num_tiles", "const"):
+    if spec.op in ("rsqrt_size", "num_tiles", "const", "iconst"):
         if output:
             raise GraphError(f"{where}: {spec.op} writes a scalar, found output {output!r}")
-        if spec.op != "const" and spec.args[0] not in inputs_labels:
+        if spec.op in ("rsqrt_size", "num_tiles") and spec.args[0] not in inputs_labels:
             raise GraphError(f"{where}: label {spec.args[0]!r} appears in no operand")
         return ()
     missing = [label for label in output if label not in inputs_labels]
     if missing:
         raise GraphError(f"{where}: output labels {missing} appear in no operand")
-    if opdef.kind == "elementwise":
+    if opdef.kind == "elementwise" and spec.op != "full":
         checked = spec.inputs[:1] if spec.op == "cast_like" else spec.inputs
         dropped = sorted({label for term in checked for label in term} - set(output))
         if dropped:
@@ -202,6 +202,12 @@ def op_shape(spec: OpSpec, shapes: Sequence[Shape], where: str) -> Shape:
         if shapes[1] != ():
             raise GraphError(f"{where}: the tile index must be a scalar, found {list(shapes[1])}")
         result[output.index(label)] = int(size)
+    if spec.op == "pad_tiles":
+        label, size = spec.args
+        if label not in output:
+            raise GraphError(f"{where}: the padded label {label!r} is not in the output")
+        at = output.index(label)
+        result[at] = -(-result[at] // int(size)) * int(size)
     return tuple(result)
 
 

@@ -380,6 +380,7 @@ def _check_flash_roles(text: str, q: Term, k: Term, v: Term, out: Term) -> None:
 Arg = Union[int, float, str]
 
 
+
 @dataclass(frozen=True)
 class OpSpec:
     """An elementwise or reduce op; `inputs`/`output` are None in the seed's unlabelled form."""
@@ -408,8 +409,10 @@ class OpSpec:
 
     @property
     def read_operands(self) -> tuple[int, ...]:
-        """Operands whose values the op reads (the seed's placeholder is not read)."""
-        return tuple(range(min(self.n_operands, max(ops.OPS[self.op].arity, 0))))
+        """Operands the op depends on: all but the seed's `div_scalar_<c>` placeholder."""
+        if self.op == "div_scalar" and not self.labelled:
+            return (0,)
+        return tuple(range(self.n_operands))
 
     def arg(self, name: str) -> Arg:
         return self.args[ops.OPS[self.op].params.index(name)]
@@ -461,9 +464,9 @@ def parse_op(text: str) -> OpSpec | LoopSpec:
     if match is None:
         raise SpecError(f"spec {text!r}: expected name(args):terms->term")
     name, raw_args, raw_terms = match.groups()
-    args = tuple(_parse_arg(a, text) for a in raw_args.split(",")) if raw_args else ()
     if name == "loop":
         return _parse_loop(text, raw_args)
+    args = tuple(_parse_arg(a, text) for a in raw_args.split(",")) if raw_args else ()
     opdef = ops.lookup(name, text)
     if raw_terms is None:
         return _unlabelled(text, opdef, args)
@@ -477,7 +480,7 @@ def parse_op(text: str) -> OpSpec | LoopSpec:
     if opdef.arity == 0 and inputs == ((),):
         inputs = ()
     output = _parse_einsum_term(rhs, text, "the output")
-    if len(inputs) != opdef.arity:
+    if opdef.arity >= 0 and len(inputs) != opdef.arity:
         raise SpecError(
             f"spec {text!r}: {name} takes {opdef.arity} operand(s), found {len(inputs)} terms"
         )
@@ -502,7 +505,7 @@ def _unlabelled(text: str, opdef: ops.OpDef, args: tuple[Arg, ...]) -> OpSpec:
         if not all(isinstance(a, int) and a >= 0 for a in args):
             raise SpecError(f"spec {text!r}: reduce axes must be non-negative integers")
         return OpSpec(text, opdef.name, args, None, None)
-    if opdef.name in ("tile", "attn_mask", "rsqrt_size", "num_tiles", "softmax"):
+    if opdef.name in ("tile", "attn_mask", "rsqrt_size", "num_tiles", "softmax", "full", "pad_tiles"):
         raise SpecError(f"spec {text!r}: {opdef.name} needs labelled terms, name(args):terms->term")
     _check_args(text, opdef, args)
     return OpSpec(text, opdef.name, args, None, None)
@@ -542,22 +545,30 @@ def parse_spec(text: str, kind: str | None = None) -> Spec:
         raise SpecError(f"spec {text!r}: unknown kind {kind!r}; expected one of {KINDS}")
     if kind == "flash" or (kind is None and text.startswith("flash_")):
         return parse_flash(text)
-    if kind == "reshape" or (kind is None and _looks_like_reshape(text)):
+    if kind == "reshape" or (kind is None and text.startswith("reshape:")):
         return parse_reshape(text)
     if kind in ("elementwise", "reduce", "loop"):
         spec = parse_op(text)
         if spec.kind != kind:
             raise SpecError(f"spec {text!r}: is a {spec.kind} op, not {kind}")
         return spec
-    if kind is None and re.match(r"[A-Za-z_][A-Za-z0-9_]*(\(|:|$)", text) and _is_op_text(text):
+    if kind is None and _is_op_text(text):
         return parse_op(text)
+    if kind == "reshape" or (kind is None and _looks_like_reshape(text)):
+        return parse_reshape(text)
     return parse_einsum(text)
 
 
 def _is_op_text(text: str) -> bool:
-    """True for texts that can only be ops: `name(...)`, `name:...`, or a name with '_'/digits."""
-    name = re.match(r"[A-Za-z_][A-Za-z0-9_]*", text).group(0)  # type: ignore[union-attr]
-    rest = text[len(name) :]
+    """`name(...)`, `name:...`, or a bare op name that is no einsum (`softmax_k`, `div_scalar_8`)."""
+    match = re.match(r"[A-Za-z_][A-Za-z0-9_]*", text)
+    if match is None:
+        return False
+    rest = text[match.end() :]
     if rest.startswith("(") or rest.startswith(":"):
         return True
-    return not all(c in LETTERS for c in name)
+    if rest:
+        return False
+    return bool(_SEED_DIV.fullmatch(text) or _SEED_SOFTMAX.fullmatch(text)) or (
+        text in ops.OPS and not all(c in LETTERS for c in text)
+    )

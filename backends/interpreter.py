@@ -1,0 +1,274 @@
+"""A graph interpreter shared by the backends, written against an array module `xp`.
+
+Each node kind has one handler; elementwise and reduce ops have one implementation each, written
+for both numpy and jax.numpy. The numpy backend runs it in float64; the JAX backend overrides
+what differs (einsum through opt_einsum, loops as `lax.fori_loop`, dynamic tiles, dtypes).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+from tlir import EinsumGraph, EinsumNode, LoweringError, TlirError
+from tlir.shapes import reshape_shape
+from tlir.spec import EinsumSpec, FlashSpec, LoopSpec, OpSpec, ReshapeSpec, Term
+
+Array = Any
+
+
+def align(xp: Any, x: Array, term: Term, target: Term) -> Array:
+    """View `x` (labelled `term`) with the axes of `target`: transposed, size-1 where missing."""
+    present = [label for label in target if label in term]
+    if len(present) != len(term):
+        raise LoweringError(f"cannot align {''.join(term)!r} to {''.join(target)!r}")
+    x = xp.transpose(x, [term.index(label) for label in present]) if len(term) > 1 else x
+    shape = [x.shape[present.index(label)] if label in term else 1 for label in target]
+    return xp.reshape(x, shape)
+
+
+UNARY: dict[str, Callable[[Any, Array], Array]] = {
+    "exp": lambda xp, x: xp.exp(x),
+    "log": lambda xp, x: xp.log(x),
+    "neg": lambda xp, x: -x,
+    "abs": lambda xp, x: xp.abs(x),
+    "sqrt": lambda xp, x: xp.sqrt(x),
+    "rsqrt": lambda xp, x: 1 / xp.sqrt(x),
+    "square": lambda xp, x: x * x,
+    "tanh": lambda xp, x: xp.tanh(x),
+    "sigmoid": lambda xp, x: 1 / (1 + xp.exp(-x)),
+    "relu": lambda xp, x: xp.maximum(x, 0),
+    "recip": lambda xp, x: 1 / x,
+    "inf_to_zero": lambda xp, x: xp.where(xp.isfinite(x), x, xp.zeros_like(x)),
+}
+
+BINARY: dict[str, Callable[[Any, Array, Array], Array]] = {
+    "add": lambda xp, x, y: x + y,
+    "sub": lambda xp, x, y: x - y,
+    "mul": lambda xp, x, y: x * y,
+    "div": lambda xp, x, y: x / y,
+    "maximum": lambda xp, x, y: xp.maximum(x, y),
+    "minimum": lambda xp, x, y: xp.minimum(x, y),
+    "safe_div": lambda xp, x, y: xp.where(y == 0, xp.zeros_like(x), x / xp.where(y == 0, 1, y)),
+}
+
+REDUCE: dict[str, Callable[[Any, Array, tuple[int, ...]], Array]] = {
+    "sum": lambda xp, x, axes: xp.sum(x, axis=axes),
+    "max": lambda xp, x, axes: xp.max(x, axis=axes),
+    "min": lambda xp, x, axes: xp.min(x, axis=axes),
+    "mean": lambda xp, x, axes: xp.mean(x, axis=axes),
+    "logsumexp": lambda xp, x, axes: _logsumexp(xp, x, axes),
+}
+
+# Ops handled by dedicated methods of Interpreter.
+SPECIAL = {
+    "scale", "div_scalar", "cast", "cast_like", "softmax", "select", "const", "iconst", "full",
+    "rsqrt_size", "num_tiles", "tile", "pad_tiles", "attn_mask",
+}
+
+
+def _logsumexp(xp: Any, x: Array, axes: tuple[int, ...]) -> Array:
+    peak = xp.max(x, axis=axes, keepdims=True)
+    peak = xp.where(xp.isfinite(peak), peak, xp.zeros_like(peak))
+    total = xp.sum(xp.exp(x - peak), axis=axes, keepdims=True)
+    return xp.squeeze(xp.log(total) + peak, axis=axes)
+
+
+def softmax(xp: Any, x: Array, axis: int) -> Array:
+    """Softmax whose fully masked (-inf) rows are 0, not NaN."""
+    peak = xp.max(x, axis=axis, keepdims=True)
+    peak = xp.where(xp.isfinite(peak), peak, xp.zeros_like(peak))
+    e = xp.exp(x - peak)
+    total = xp.sum(e, axis=axis, keepdims=True)
+    return xp.where(total == 0, xp.zeros_like(e), e / xp.where(total == 0, 1, total))
+
+
+def visibility(xp: Any, sq: int, skv: int, start: Any, width: int, left: Any, right: Any) -> Array:
+    """[sq, width] mask: query i sees key start+c iff it exists and lies in the window.
+
+    Bottom-right aligned, as FlashAttention >= 2.1: the diagonal is j = i + skv - sq.
+    """
+    query = xp.arange(sq)[:, None]
+    key = start + xp.arange(width)[None, :]
+    diagonal = query + (skv - sq)
+    visible = key < skv
+    if math.isfinite(float(left)):
+        visible = visible & (key >= diagonal - int(left))
+    if math.isfinite(float(right)):
+        visible = visible & (key <= diagonal + int(right))
+    return visible
+
+
+class Interpreter:
+    """Evaluates graphs node by node over arrays of module `xp`."""
+
+    name = "interpreter"
+
+    def __init__(self, xp: Any) -> None:
+        self.xp = xp
+
+    # Graph --------------------------------------------------------------------------------------
+    def run_graph(self, graph: EinsumGraph, inputs: Sequence[Array]) -> tuple[Array, ...]:
+        names = graph.inputs
+        if len(inputs) != len(names):
+            listed = ", ".join(graph.tensors[t] for t in names)
+            raise LoweringError(
+                f"the graph takes {len(names)} input(s) ({listed}), found {len(inputs)}"
+            )
+        values: dict[int, Array] = dict(zip(names, inputs))
+        for index, node in graph.iter_nodes():
+            operands = [values.get(t) for t in node.inputs]
+            try:
+                results = self.node(node, operands)
+            except TlirError as error:
+                raise type(error)(f"node {index} {node.spec!r}: {error}") from None
+            values.update(zip(node.outputs, results))
+        return tuple(values[t] for t in graph.outputs)
+
+    def node(self, node: EinsumNode, operands: list[Array]) -> Sequence[Array]:
+        spec = node.parsed
+        if isinstance(spec, EinsumSpec):
+            return [self.einsum(node, spec, operands)]
+        if isinstance(spec, ReshapeSpec):
+            shapes = [tuple(x.shape) for x in operands]
+            return [self.xp.reshape(operands[0], reshape_shape(spec, shapes, "reshape"))]
+        if isinstance(spec, FlashSpec):
+            return self.flash(spec, operands)
+        if isinstance(spec, LoopSpec):
+            assert node.body is not None
+            return self.loop(node.body, spec, operands)
+        if isinstance(spec, OpSpec):
+            return [self.op(spec, operands)]
+        raise LoweringError(f"{self.name}: no rule for node kind {node.kind!r}")
+
+    # Kinds to specialise ----------------------------------------------------------------------
+    def einsum(self, node: EinsumNode, spec: EinsumSpec, operands: list[Array]) -> Array:
+        return self.xp.einsum(spec.text, *operands)
+
+    def flash(self, spec: FlashSpec, operands: list[Array]) -> list[Array]:
+        raise LoweringError(f"{self.name} cannot run flash nodes")
+
+    def loop(self, body: EinsumGraph, spec: LoopSpec, operands: list[Array]) -> list[Array]:
+        lo, hi = int(operands[0]), int(operands[1])
+        invariants = operands[2 : len(operands) - spec.carry]
+        carried = tuple(operands[len(operands) - spec.carry :])
+        for j in range(lo, hi):
+            carried = self.run_graph(body, [j, *invariants, *carried])
+        return list(carried)
+
+    def float_dtype(self) -> Any:
+        return self.xp.float32
+
+    def cast(self, x: Array, dtype: Any) -> Array:
+        return x.astype(dtype)
+
+    def tile(self, x: Array, axis: int, start: Any, size: int) -> Array:
+        padded = self.pad(x, axis, size)
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(int(start), int(start) + size)
+        return padded[tuple(index)]
+
+    def pad(self, x: Array, axis: int, multiple: int) -> Array:
+        extra = -x.shape[axis] % multiple
+        if extra == 0:
+            return x
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (0, extra)
+        return self.xp.pad(x, widths)
+
+    # Ops -----------------------------------------------------------------------------------------
+    def op(self, spec: OpSpec, operands: list[Array]) -> Array:
+        if not spec.labelled:
+            return self.seed_op(spec, operands)
+        assert spec.inputs is not None and spec.output is not None
+        xp, name, out = self.xp, spec.op, spec.output
+        if name in UNARY:
+            return UNARY[name](xp, align(xp, operands[0], spec.inputs[0], out))
+        if name in BINARY:
+            x, y = (align(xp, a, t, out) for a, t in zip(operands, spec.inputs))
+            return BINARY[name](xp, x, y)
+        if name in REDUCE:
+            term = spec.inputs[0]
+            axes = tuple(i for i, label in enumerate(term) if label not in out)
+            reduced = REDUCE[name](xp, operands[0], axes)
+            kept = tuple(label for label in term if label in out)
+            return align(xp, reduced, kept, out)
+        return self.special_op(spec, operands)
+
+    def special_op(self, spec: OpSpec, operands: list[Array]) -> Array:
+        xp, name, out = self.xp, spec.op, spec.output
+        assert spec.inputs is not None and out is not None
+        inputs = spec.inputs
+        if name == "scale":
+            return align(xp, operands[0], inputs[0], out) * spec.args[0]
+        if name == "div_scalar":
+            return align(xp, operands[0], inputs[0], out) / spec.args[0]
+        if name == "cast":
+            return self.cast(align(xp, operands[0], inputs[0], out), str(spec.args[0]))
+        if name == "cast_like":
+            return self.cast(align(xp, operands[0], inputs[0], out), operands[1].dtype)
+        if name == "softmax":
+            x = align(xp, operands[0], inputs[0], out)
+            return softmax(xp, x, out.index(str(spec.args[0])))
+        if name == "select":
+            cond, a, b = (align(xp, x, t, out) for x, t in zip(operands, inputs))
+            return xp.where(cond, a, b)
+        if name == "const":
+            return xp.asarray(float(spec.args[0]), dtype=self.float_dtype())
+        if name == "iconst":
+            return int(spec.args[0])
+        sizes = {
+            label: size
+            for x, term in zip(operands, inputs)
+            if x is not None
+            for label, size in zip(term, getattr(x, "shape", ()))
+        }
+        if name == "full":
+            return xp.full([sizes[label] for label in out], float(spec.args[0]), self.float_dtype())
+        if name == "rsqrt_size":
+            return 1.0 / math.sqrt(sizes[str(spec.args[0])])
+        if name == "num_tiles":
+            return -(-sizes[str(spec.args[0])] // int(spec.args[1]))
+        if name == "pad_tiles":
+            x = align(xp, operands[0], inputs[0], out)
+            return self.pad(x, out.index(str(spec.args[0])), int(spec.args[1]))
+        if name == "tile":
+            x = align(xp, operands[0], inputs[0], out)
+            size = int(spec.args[1])
+            return self.tile(x, out.index(str(spec.args[0])), operands[1] * size, size)
+        if name == "attn_mask":
+            size, left, right = spec.args
+            query, key = out
+            sq = sizes[query]
+            skv = operands[1].shape[inputs[1].index(key)]
+            start = operands[2] * int(size)
+            return visibility(xp, sq, skv, start, int(size), left, right)
+        raise LoweringError(f"{self.name}: no implementation of op {name!r}")
+
+    def seed_op(self, spec: OpSpec, operands: list[Array]) -> Array:
+        """The seed's unlabelled, rank-polymorphic forms."""
+        xp, name = self.xp, spec.op
+        if name == "softmax":
+            return softmax(xp, operands[0], -1)
+        if name == "div_scalar":
+            return operands[0] / spec.args[0]
+        if name == "scale":
+            return operands[0] * spec.args[0]
+        if name == "cast":
+            return self.cast(operands[0], str(spec.args[0]))
+        if name in UNARY:
+            return UNARY[name](xp, operands[0])
+        if name in BINARY:
+            return BINARY[name](xp, operands[0], operands[1])
+        if name in REDUCE:
+            axes = tuple(int(a) for a in spec.args) or tuple(range(operands[0].ndim))
+            return REDUCE[name](xp, operands[0], axes)
+        if name == "select":
+            return xp.where(*operands)
+        if name == "cast_like":
+            return self.cast(operands[0], operands[1].dtype)
+        if name == "const":
+            return xp.asarray(float(spec.args[0]), dtype=self.float_dtype())
+        if name == "iconst":
+            return int(spec.args[0])
+        raise LoweringError(f"{self.name}: op {name!r} needs labelled terms")
