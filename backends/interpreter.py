@@ -63,7 +63,7 @@ REDUCE: dict[str, Callable[[Any, Array, tuple[int, ...]], Array]] = {
 # Ops handled by dedicated methods of Interpreter.
 SPECIAL = {
     "scale", "div_scalar", "cast", "cast_like", "softmax", "select", "const", "iconst", "full",
-    "rsqrt_size", "num_tiles", "tile", "pad_tiles", "attn_mask",
+    "rsqrt_size", "num_tiles", "tile", "pad_tiles", "attn_mask", "put_tile", "crop",
 }
 
 
@@ -83,13 +83,16 @@ def softmax(xp: Any, x: Array, axis: int) -> Array:
     return xp.where(total == 0, xp.zeros_like(e), e / xp.where(total == 0, 1, total))
 
 
-def visibility(xp: Any, sq: int, skv: int, start: Any, width: int, left: Any, right: Any) -> Array:
-    """[sq, width] mask: query i sees key start+c iff it exists and lies in the window.
+def visibility(
+    xp: Any, sq: int, skv: int, q_start: Any, q_width: int, k_start: Any, k_width: int,
+    left: Any, right: Any,
+) -> Array:
+    """[q_width, k_width] mask: query q_start+r sees key k_start+c iff it exists and is in range.
 
-    Bottom-right aligned, as FlashAttention >= 2.1: the diagonal is j = i + skv - sq.
+    Bottom-right aligned, as FlashAttention >= 2.1: the diagonal is key = query + skv - sq.
     """
-    query = xp.arange(sq)[:, None]
-    key = start + xp.arange(width)[None, :]
+    query = q_start + xp.arange(q_width)[:, None]
+    key = k_start + xp.arange(k_width)[None, :]
     diagonal = query + (skv - sq)
     visible = key < skv
     if math.isfinite(float(left)):
@@ -168,6 +171,13 @@ class Interpreter:
         index[axis] = slice(int(start), int(start) + size)
         return padded[tuple(index)]
 
+    def put_tile(self, x: Array, axis: int, start: Any, tile: Array) -> Array:
+        result = x.copy()
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(int(start), int(start) + tile.shape[axis])
+        result[tuple(index)] = tile
+        return result
+
     def pad(self, x: Array, axis: int, multiple: int) -> Array:
         extra = -x.shape[axis] % multiple
         if extra == 0:
@@ -236,13 +246,29 @@ class Interpreter:
             x = align(xp, operands[0], inputs[0], out)
             size = int(spec.args[1])
             return self.tile(x, out.index(str(spec.args[0])), operands[1] * size, size)
+        if name == "put_tile":
+            x, tile = (align(xp, a, term, out) for a, term in zip(operands[:2], inputs))
+            size = int(spec.args[1])
+            return self.put_tile(x, out.index(str(spec.args[0])), operands[2] * size, tile)
+        if name == "crop":
+            x = align(xp, operands[0], inputs[0], out)
+            label = str(spec.args[0])
+            axis = out.index(label)
+            size = operands[1].shape[inputs[1].index(label)]
+            return x[(slice(None),) * axis + (slice(0, size),)]
         if name == "attn_mask":
-            size, left, right = spec.args
+            bq, bk, left, right = spec.args
             query, key = out
             sq = sizes[query]
             skv = operands[1].shape[inputs[1].index(key)]
-            start = operands[2] * int(size)
-            return visibility(xp, sq, skv, start, int(size), left, right)
+            q_width = int(bq) or sq
+            if not (math.isfinite(float(left)) or math.isfinite(float(right))) and skv % int(bk) == 0:
+                # Every key of every tile in range exists: a constant mask the compiler folds away.
+                return xp.ones((q_width, int(bk)), dtype=bool)
+            return visibility(
+                xp, sq, skv, operands[2] * int(bq), q_width, operands[3] * int(bk), int(bk),
+                left, right,
+            )
         raise LoweringError(f"{self.name}: no implementation of op {name!r}")
 
     def seed_op(self, spec: OpSpec, operands: list[Array]) -> Array:

@@ -28,9 +28,9 @@ def flash_reference(spec: FlashSpec, q: np.ndarray, k: np.ndarray, v: np.ndarray
     v_heads = np.repeat(v, group, axis=1)
     scores = np.einsum("bhqd,bhkd->bhqk", q, k_heads) / math.sqrt(d)
     left, right = spec.visible_window()
-    visible = visibility(
-        np, sq, skv, 0, skv, math.inf if left is None else left, math.inf if right is None else right
-    )
+    left = math.inf if left is None else left
+    right = math.inf if right is None else right
+    visible = visibility(np, sq, skv, 0, sq, 0, skv, left, right)
     scores = np.where(visible, scores, -np.inf)
     weights = softmax(np, scores, -1)
     out = np.einsum("bhqk,bhkv->bhqv", weights, v_heads)

@@ -74,12 +74,27 @@ _ALL: list[OpDef] = [
         "tile j of x along label (operand 2 is j); rows past the end read as 0",
     ),
     OpDef(
-        "attn_mask",
+        "put_tile",
         "elementwise",
         3,
-        ("size", "left", "right"),
-        "visibility of key tile j (operand 3) to every query: output `qk`, True = visible; "
-        "query i sees key j iff i+o-left <= j <= i+o+right with o = Skv - Sq (inf: unbounded)",
+        ("label", "size"),
+        "x with tile j (operand 3) along label replaced by operand 2",
+    ),
+    OpDef(
+        "crop",
+        "elementwise",
+        2,
+        ("label",),
+        "x cut along label to the size that label has in operand 2 (not read)",
+    ),
+    OpDef(
+        "attn_mask",
+        "elementwise",
+        4,
+        ("bq", "bk", "left", "right"),
+        "visibility of key tile j (operand 4) to query tile i (operand 3), output `qk` of size "
+        "[bq, bk] (bq 0: all queries); query x sees key y iff y < Skv and "
+        "x+o-left <= y <= x+o+right with o = Skv - Sq (inf: unbounded)",
     ),
     *_defs("reduce", 1, "sum max min mean logsumexp"),
 ]

@@ -172,12 +172,17 @@ def op_shape(spec: OpSpec, shapes: Sequence[Shape], where: str) -> Shape:
                 f"found shape {list(shape)}"
             )
         for label, size in zip(term, shape):
+            # put_tile's tile and crop's reference have the cut label at another size
+            if i > 0 and spec.op in ("put_tile", "crop") and label == spec.args[0]:
+                continue
             sizes.bind(label, size, f"operand {i}")
     inputs_labels = {label for term in spec.inputs for label in term}
     output = spec.output
     opdef = ops.OPS[spec.op]
     if spec.op == "attn_mask":
         return _mask_shape(spec, sizes, where)
+    if spec.op == "crop":
+        return _crop_shape(spec, shapes, where)
     if spec.op in ("rsqrt_size", "num_tiles", "const", "iconst"):
         if output:
             raise GraphError(f"{where}: {spec.op} writes a scalar, found output {output!r}")
@@ -195,13 +200,14 @@ def op_shape(spec: OpSpec, shapes: Sequence[Shape], where: str) -> Shape:
                 f"{where}: elementwise output drops labels {dropped}; use a reduce op for that"
             )
     result = [sizes.sizes[label] for label in output]
-    if spec.op == "tile":
+    if spec.op in ("tile", "put_tile"):
         label, size = spec.args
         if label not in output:
             raise GraphError(f"{where}: the tiled label {label!r} is not in the output")
-        if shapes[1] != ():
-            raise GraphError(f"{where}: the tile index must be a scalar, found {list(shapes[1])}")
-        result[output.index(label)] = int(size)
+        if shapes[-1] != ():
+            raise GraphError(f"{where}: the tile index must be a scalar, found {list(shapes[-1])}")
+        if spec.op == "tile":
+            result[output.index(label)] = int(size)
     if spec.op == "pad_tiles":
         label, size = spec.args
         if label not in output:
@@ -220,7 +226,21 @@ def _mask_shape(spec: OpSpec, sizes: _Sizes, where: str) -> Shape:
         raise GraphError(
             f"{where}: attn_mask output `qk` takes q from operand 0 and k from operand 1"
         )
-    return (sizes.sizes[query], int(spec.args[0]))
+    bq, bk = int(spec.args[0]), int(spec.args[1])
+    return (bq or sizes.sizes[query], bk)
+
+
+def _crop_shape(spec: OpSpec, shapes: Sequence[Shape], where: str) -> Shape:
+    assert spec.inputs is not None and spec.output is not None
+    label = str(spec.args[0])
+    x_term, like_term = spec.inputs
+    if spec.output != x_term or label not in x_term or label not in like_term:
+        raise GraphError(f"{where}: crop keeps operand 0's labels and cuts {label!r}")
+    at = x_term.index(label)
+    size = shapes[1][like_term.index(label)]
+    if size > shapes[0][at]:
+        raise GraphError(f"{where}: cannot crop {label!r} of size {shapes[0][at]} to {size}")
+    return shapes[0][:at] + (size,) + shapes[0][at + 1 :]
 
 
 def _unlabelled_op_shape(spec: OpSpec, shapes: Sequence[Shape], where: str) -> Shape:

@@ -1,0 +1,127 @@
+"""The JAX backend: `lower(graph)` returns a pure, jit-able, differentiable JAX function.
+
+Loop nodes become `jax.lax.fori_loop`; plain einsum nodes go through opt_einsum with its jax
+backend, the contraction path planned once per operand shapes (at trace time, cached); einsums
+with `acc=float32` use `jnp.einsum(..., preferred_element_type=float32)` so bf16/fp16 inputs
+accumulate in float32; reshape, elementwise and reduce nodes use jax.numpy. `compile(graph)` runs
+the pass pipeline, lowers and jits, keeping the lowered IR (`.graph`) and the pass trace.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import opt_einsum
+from jax import lax
+
+from backends.interpreter import Interpreter
+from tlir import EinsumGraph, EinsumNode, LoweringError
+from tlir.spec import EinsumSpec, FlashSpec, LoopSpec
+
+Array = Any
+
+
+@functools.lru_cache(maxsize=512)
+def _contraction(text: str, shapes: tuple[tuple[int, ...], ...]) -> Callable[..., Array]:
+    return opt_einsum.contract_expression(text, *shapes)
+
+
+class JaxInterpreter(Interpreter):
+    name = "jax backend"
+
+    def __init__(self) -> None:
+        super().__init__(jnp)
+
+    def einsum(self, node: EinsumNode, spec: EinsumSpec, operands: list[Array]) -> Array:
+        accumulate = node.attr("acc")
+        if accumulate is not None:
+            return jnp.einsum(spec.text, *operands, preferred_element_type=jnp.dtype(accumulate))
+        shapes = tuple(tuple(x.shape) for x in operands)
+        return _contraction(spec.text, shapes)(*operands, backend="jax")
+
+    def flash(self, spec: FlashSpec, operands: list[Array]) -> list[Array]:
+        raise LoweringError(
+            f"flash node {spec.text!r} is left: run the 'tile-flash' pass first "
+            "(backends.jax.compile runs it)"
+        )
+
+    def loop(self, body: EinsumGraph, spec: LoopSpec, operands: list[Array]) -> list[Array]:
+        lo, hi = operands[0], operands[1]
+        invariants = operands[2 : len(operands) - spec.carry]
+        carried = tuple(operands[len(operands) - spec.carry :])
+
+        def step(j: Array, carry: tuple[Array, ...]) -> tuple[Array, ...]:
+            return tuple(self.run_graph(body, [j, *invariants, *carry]))
+
+        return list(lax.fori_loop(lo, hi, step, carried))
+
+    def cast(self, x: Array, dtype: Any) -> Array:
+        return jnp.asarray(x).astype(dtype)
+
+    def tile(self, x: Array, axis: int, start: Array, size: int) -> Array:
+        # tile-flash pads K and V once before the loop; pad here only for hand-written IR.
+        padded = self.pad(x, axis, size)
+        return lax.dynamic_slice_in_dim(padded, start, size, axis)
+
+    def put_tile(self, x: Array, axis: int, start: Array, tile: Array) -> Array:
+        return lax.dynamic_update_slice_in_dim(x, tile.astype(x.dtype), start, axis)
+
+
+def _flash_nodes(graph: EinsumGraph, where: str = "") -> list[str]:
+    found = []
+    for index, node in enumerate(graph.nodes):
+        if node.kind == "flash":
+            found.append(f"{where}node {index} {node.spec!r}")
+        if node.body is not None:
+            found += _flash_nodes(node.body, f"{where}node {index} body: ")
+    return found
+
+
+def lower(graph: EinsumGraph) -> Callable[..., tuple[Array, ...]]:
+    """A pure JAX function of the graph inputs (positional) returning a tuple of outputs."""
+    graph.validate()
+    flash = _flash_nodes(graph)
+    if flash:
+        raise LoweringError(
+            f"{flash[0]} is a flash node: run the 'tile-flash' pass before lowering "
+            "(passes.PassManager().run(graph), or backends.jax.compile(graph))"
+        )
+    interpreter = JaxInterpreter()
+
+    def lowered(*inputs: Array) -> tuple[Array, ...]:
+        return interpreter.run_graph(graph, [jnp.asarray(x) for x in inputs])
+
+    lowered.__doc__ = f"JAX function of tlir graph:\n{graph}"
+    return lowered
+
+
+class Compiled:
+    """A jitted graph: call it with the graph inputs; `.graph` is the lowered IR."""
+
+    def __init__(self, graph: EinsumGraph, lowered: EinsumGraph, trace: list) -> None:
+        self.source = graph
+        self.graph = lowered
+        self.trace = trace
+        self.function = lower(lowered)
+        self.jitted = jax.jit(self.function)
+
+    def __call__(self, *inputs: Array) -> tuple[Array, ...]:
+        return self.jitted(*inputs)
+
+    def jaxpr(self, *inputs: Array) -> Any:
+        return jax.make_jaxpr(self.function)(*inputs)
+
+    def hlo(self, *inputs: Array) -> str:
+        return self.jitted.lower(*inputs).as_text()
+
+
+def compile(graph: EinsumGraph, pipeline: str | Sequence[str] | None = None) -> Compiled:
+    """Run the pass pipeline (default: no flash node left), lower, and jit."""
+    from passes import PassManager
+
+    manager = PassManager(pipeline)
+    lowered = manager.run(graph)
+    return Compiled(graph, lowered, manager.trace)
