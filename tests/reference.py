@@ -1,0 +1,90 @@
+"""Independent float64 attention references for the tests (plain numpy, written from the spec).
+
+Legend: b batch, h query heads, g kv heads, q/k positions, d head dim, v value dim.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def visible_mask(sq: int, skv: int, causal: bool, window: tuple[int, int] | None) -> np.ndarray:
+    """[sq, skv] booleans from docs/semantics.md, one query at a time."""
+    mask = np.zeros((sq, skv), dtype=bool)
+    offset = skv - sq
+    for i in range(sq):
+        for j in range(skv):
+            ok = True
+            if causal:
+                ok = ok and j <= i + offset
+            if window is not None:
+                left, right = window
+                if causal:
+                    right = 0
+                ok = ok and i + offset - left <= j <= i + offset + right
+            mask[i, j] = ok
+    return mask
+
+
+def attention64(q, k, v, causal=False, window=None):
+    """Returns (out [b,h,q,v], lse [b,h,q]) in float64; rows that see nothing give 0 and -inf."""
+    q, k, v = (np.asarray(x, dtype=np.float64) for x in (q, k, v))
+    b, h, sq, d = q.shape
+    g, skv = k.shape[1], k.shape[2]
+    mask = visible_mask(sq, skv, causal, window)
+    out = np.zeros((b, h, sq, v.shape[-1]))
+    lse = np.full((b, h, sq), -np.inf)
+    for head in range(h):
+        kv = head // (h // g)
+        s = np.einsum("bqd,bkd->bqk", q[:, head], k[:, kv]) / math.sqrt(d)
+        for i in range(sq):
+            cols = np.nonzero(mask[i])[0]
+            if cols.size == 0:
+                continue
+            row = s[:, i, cols]
+            peak = row.max(axis=-1, keepdims=True)
+            weights = np.exp(row - peak)
+            total = weights.sum(axis=-1, keepdims=True)
+            out[:, head, i] = np.einsum("bk,bkv->bv", weights / total, v[:, kv, cols])
+            lse[:, head, i] = (np.log(total) + peak)[:, 0]
+    return out, lse
+
+
+def naive_jax(q, k, v, causal=False, window=None):
+    """Naive attention in JAX (einsum, softmax, einsum) in the inputs' dtype, K/V repeated."""
+    import jax
+    import jax.numpy as jnp
+
+    b, h, sq, d = q.shape
+    g, skv = k.shape[1], k.shape[2]
+    k = jnp.repeat(k, h // g, axis=1)
+    v = jnp.repeat(v, h // g, axis=1)
+    s = jnp.einsum("bhqd,bhkd->bhqk", q, k) / jnp.asarray(math.sqrt(d), q.dtype)
+    mask = jnp.asarray(visible_mask(sq, skv, causal, window))
+    s = jnp.where(mask, s, -jnp.inf)
+    p = jax.nn.softmax(s, axis=-1)
+    p = jnp.where(mask.any(-1)[:, None], p, 0).astype(v.dtype)
+    return jnp.einsum("bhqk,bhkv->bhqv", p, v)
+
+
+def flash_graph(spec: str):
+    """A graph with inputs q, k, v (and key with dropout) and one flash node."""
+    import tlir
+
+    parsed = tlir.parse_spec(spec)
+    graph = tlir.EinsumGraph()
+    operands = [graph.add_tensor(name) for name in ("q", "k", "v", "key")[: parsed.n_operands]]
+    results = [graph.add_tensor(name) for name in ("out", "lse")[: parsed.n_results]]
+    graph.add_node(tlir.EinsumNode(spec, operands, results))
+    return graph
+
+
+def flash_spec(g_label="h", bq=16, bk=16, causal=False, window=None, lse=False, dropout=0.0):
+    import tlir
+
+    return tlir.format_flash(
+        tuple("bhqd"), ("b", g_label, "k", "d"), ("b", g_label, "k", "v"), tuple("bhqv"),
+        bq, bk, causal=causal, window=window, lse=lse, dropout=dropout,
+    )
