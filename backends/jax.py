@@ -118,10 +118,25 @@ class Compiled:
         return self.jitted.lower(*inputs).as_text()
 
 
-def compile(graph: EinsumGraph, pipeline: str | Sequence[str] | None = None) -> Compiled:
-    """Run the pass pipeline (default: no flash node left), lower, and jit."""
+# Block sizes for the XLA path, by platform. On a CPU, the spec's tiles (the seed's 128x128) keep
+# a score tile in cache: a loop over query tiles around the key-tile loop. On a GPU, a sequential
+# loop over query tiles starves the device: all query rows go at once, with wide key tiles.
+GPU_BLOCK_KV = 1024
+
+
+def default_pipeline(platform: str | None = None) -> list:
+    """The passes `compile` runs by default on `platform` (default: JAX's default backend)."""
+    from passes import DEFAULT_PIPELINE, TileFlash
+
+    platform = platform or jax.default_backend()
+    tile = TileFlash(block_q=0, block_kv=GPU_BLOCK_KV) if platform == "gpu" else TileFlash()
+    return [tile, *(name for name in DEFAULT_PIPELINE if name != TileFlash.name)]
+
+
+def compile(graph: EinsumGraph, pipeline: str | Sequence[Any] | None = None) -> Compiled:
+    """Run the pass pipeline (default: `default_pipeline()`), lower, and jit."""
     from passes import PassManager
 
-    manager = PassManager(pipeline)
+    manager = PassManager(default_pipeline() if pipeline is None else pipeline)
     lowered = manager.run(graph)
     return Compiled(graph, lowered, manager.trace)
