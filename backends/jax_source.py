@@ -1,0 +1,468 @@
+"""A readable Python/JAX rendering of a lowered graph: what `backends.jax.lower` computes.
+
+`render(graph)` returns the source of a module defining `graph(*inputs) -> tuple`, one line per
+node in the order the JAX backend runs them, e.g.
+
+    flash_attn_output_scores = jnp.einsum("bhqd,bhkd->bhqk", q_tile, k_tile,
+                                          preferred_element_type=jnp.float32)
+    (acc, max_, sum_) = lax.fori_loop(lo, hi, step_acc, (acc0, max0, sum0))
+
+Loop bodies become nested `def`s that close over the loop's invariants. Ops that are more than
+one jnp call (tiles, the attention mask, masked softmax) call small helpers printed at the top,
+written to match `backends/interpreter.py`. The text is executable and tested against the JAX
+backend. This module renders text only; it never imports JAX.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import keyword
+import re
+from collections.abc import Mapping, Sequence
+
+from tlir import EinsumGraph, EinsumNode, LoweringError, TlirError, infer_shapes
+from tlir.spec import EinsumSpec, FlashSpec, LoopSpec, OpSpec, ReshapeSpec, Term
+
+Shape = tuple[int, ...]
+
+HELPERS: dict[str, str] = {
+    "pad_tiles": '''
+def pad_tiles(x, axis, multiple):
+    """x padded with zeros along axis to a multiple of `multiple`."""
+    extra = -x.shape[axis] % multiple
+    if extra == 0:
+        return x
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (0, extra)
+    return jnp.pad(x, widths)
+''',
+    "tile": '''
+def tile(x, j, size, axis):
+    """Tile j of x along axis; rows past the end read as 0."""
+    return lax.dynamic_slice_in_dim(pad_tiles(x, axis, size), j * size, size, axis)
+''',
+    "put_tile": '''
+def put_tile(x, tile_, i, size, axis):
+    """x with tile i along axis replaced by tile_."""
+    return lax.dynamic_update_slice_in_dim(x, tile_.astype(x.dtype), i * size, axis)
+''',
+    "attn_mask": '''
+def attn_mask(sq, skv, i, j, bq, bk, left, right):
+    """[bq or sq, bk]: query tile i sees key tile j (bottom-right aligned diagonal)."""
+    q_width = bq or sq
+    if math.isinf(left) and math.isinf(right) and skv % bk == 0:
+        return jnp.ones((q_width, bk), dtype=bool)  # every key exists: folded away
+    query = i * bq + jnp.arange(q_width)[:, None]
+    key = j * bk + jnp.arange(bk)[None, :]
+    diagonal = query + (skv - sq)
+    visible = key < skv
+    if not math.isinf(left):
+        visible = visible & (key >= diagonal - int(left))
+    if not math.isinf(right):
+        visible = visible & (key <= diagonal + int(right))
+    return visible
+''',
+    "softmax": '''
+def softmax(x, axis):
+    """Softmax whose fully masked (-inf) rows are 0, not NaN."""
+    peak = jnp.max(x, axis=axis, keepdims=True)
+    peak = jnp.where(jnp.isfinite(peak), peak, jnp.zeros_like(peak))
+    e = jnp.exp(x - peak)
+    total = jnp.sum(e, axis=axis, keepdims=True)
+    return jnp.where(total == 0, jnp.zeros_like(e), e / jnp.where(total == 0, 1, total))
+''',
+    "logsumexp": """
+def logsumexp(x, axis):
+    peak = jnp.max(x, axis=axis, keepdims=True)
+    peak = jnp.where(jnp.isfinite(peak), peak, jnp.zeros_like(peak))
+    total = jnp.sum(jnp.exp(x - peak), axis=axis, keepdims=True)
+    return jnp.squeeze(jnp.log(total) + peak, axis=axis)
+""",
+}
+HELPER_NEEDS = {"tile": ("pad_tiles",)}
+
+UNARY = {
+    "exp": "jnp.exp({0})",
+    "log": "jnp.log({0})",
+    "neg": "-{0}",
+    "abs": "jnp.abs({0})",
+    "sqrt": "jnp.sqrt({0})",
+    "rsqrt": "1 / jnp.sqrt({0})",
+    "square": "{0} * {0}",
+    "tanh": "jnp.tanh({0})",
+    "sigmoid": "1 / (1 + jnp.exp(-{0}))",
+    "relu": "jnp.maximum({0}, 0)",
+    "recip": "1 / {0}",
+    "inf_to_zero": "jnp.where(jnp.isfinite({0}), {0}, jnp.zeros_like({0}))",
+}
+BINARY = {
+    "add": "{0} + {1}",
+    "sub": "{0} - {1}",
+    "mul": "{0} * {1}",
+    "div": "{0} / {1}",
+    "maximum": "jnp.maximum({0}, {1})",
+    "minimum": "jnp.minimum({0}, {1})",
+    "safe_div": "jnp.where({1} == 0, jnp.zeros_like({0}), {0} / jnp.where({1} == 0, 1, {1}))",
+}
+REDUCE = {"sum": "jnp.sum", "max": "jnp.max", "min": "jnp.min", "mean": "jnp.mean"}
+
+_RESERVED = (
+    set(keyword.kwlist)
+    | set(dir(builtins))
+    | {"jnp", "jax", "lax", "math", "np", "graph", "carry", "x"}
+    | set(HELPERS)
+)
+
+
+class _Names:
+    """Python identifiers for tensors, unique across the whole module (nested defs included)."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+
+    def fresh(self, name: str) -> str:
+        base = re.sub(r"\W", "_", name) or "t"
+        if base[0].isdigit():
+            base = "t_" + base
+        if base in _RESERVED:
+            base += "_"
+        unique, n = base, 1
+        while unique in self.taken:
+            n += 1
+            unique = f"{base}{n}" if base.endswith("_") else f"{base}_{n}"
+        self.taken.add(unique)
+        return unique
+
+
+def aligned(expr: str, term: Term, target: Term) -> str:
+    """`expr` (labelled `term`) viewed with the axes of `target`, as `align` in the interpreter."""
+    if not term or tuple(term) == tuple(target):
+        return expr
+    present = [label for label in target if label in term]
+    perm = tuple(term.index(label) for label in present)
+    if perm != tuple(range(len(term))):
+        expr = f"jnp.transpose({expr}, {perm})"
+    if len(present) == len(target):
+        return expr
+    index = ["None" if label not in term else ":" for label in target]
+    while index and index[-1] == ":":
+        index.pop()
+    return f"{expr}[{', '.join(index)}]"
+
+
+class _Views:
+    """`views[i]`: operand i aligned to the output term, computed only when used."""
+
+    def __init__(self, args: list[str], terms: tuple[Term, ...], out: Term) -> None:
+        self.args, self.terms, self.out = args, terms, out
+
+    def __getitem__(self, i: int) -> str:
+        return aligned(self.args[i], self.terms[i], self.out)
+
+
+def _number(value: object) -> str:
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return "math.inf" if value > 0 else "-math.inf"
+    return repr(value)
+
+
+class _Renderer:
+    def __init__(self) -> None:
+        self.names = _Names()
+        self.helpers: set[str] = set()
+
+    def helper(self, name: str) -> str:
+        self.helpers.add(name)
+        self.helpers.update(HELPER_NEEDS.get(name, ()))
+        return name
+
+    def graph_lines(
+        self,
+        graph: EinsumGraph,
+        env: dict[int, str],
+        shapes: Mapping[int, Shape] | None,
+        indent: str,
+    ) -> list[str]:
+        lines = []
+        for index in _order(graph):
+            node = graph.nodes[index]
+            args = [env.get(t, "None") for t in node.inputs]
+            try:
+                lines += self.node(node, args, graph, env, shapes, indent)
+            except TlirError as error:
+                raise type(error)(f"node {index} {node.spec!r}: {error}") from None
+        return lines
+
+    def node(
+        self,
+        node: EinsumNode,
+        args: list[str],
+        graph: EinsumGraph,
+        env: dict[int, str],
+        shapes: Mapping[int, Shape] | None,
+        indent: str,
+    ) -> list[str]:
+        spec = node.parsed
+        if isinstance(spec, FlashSpec):
+            raise LoweringError(
+                f"flash node {spec.text!r} is left: run the 'tile-flash' pass first "
+                "(the JAX backend cannot lower it)"
+            )
+        if isinstance(spec, LoopSpec):
+            return self.loop(node, spec, args, graph, env, shapes, indent)
+        result = self.names.fresh(graph.tensors[node.outputs[0]])
+        env[node.outputs[0]] = result
+        if isinstance(spec, EinsumSpec):
+            expr = self.einsum(node, spec, args)
+        elif isinstance(spec, ReshapeSpec):
+            expr = self.reshape(spec, args)
+        elif isinstance(spec, OpSpec):
+            expr = self.op(spec, args) if spec.labelled else self.seed_op(spec, args)
+        else:
+            raise LoweringError(f"no Python rendering for node kind {node.kind!r}")
+        line = f"{indent}{result} = {expr}"
+        if shapes is not None and node.outputs[0] in shapes:
+            shape = shapes[node.outputs[0]]
+            line += f"  # [{','.join(str(s) for s in shape)}]"
+        return [line]
+
+    def einsum(self, node: EinsumNode, spec: EinsumSpec, args: list[str]) -> str:
+        accumulate = node.attr("acc")
+        operands = ", ".join(args)
+        if accumulate is not None:
+            return f'jnp.einsum("{spec.text}", {operands}, preferred_element_type=jnp.{accumulate})'
+        return f'jnp.einsum("{spec.text}", {operands})'
+
+    def reshape(self, spec: ReshapeSpec, args: list[str]) -> str:
+        source = [axis.label for axis in spec.source]
+        dims = []
+        for axis in spec.target:
+            if axis.label is None:
+                dims.append(str(axis.size))
+            elif axis.label in source:
+                dims.append(f"{args[0]}.shape[{source.index(axis.label)}]")
+            else:
+                donor = next((i for i, d in enumerate(spec.donors) if axis.label in d), None)
+                if donor is None:
+                    dims.append("-1")
+                else:
+                    position = spec.donors[donor].index(axis.label)
+                    dims.append(f"{args[donor + 1]}.shape[{position}]")
+        return f"jnp.reshape({args[0]}, ({', '.join(dims)}{',' if len(dims) == 1 else ''}))"
+
+    def op(self, spec: OpSpec, args: list[str]) -> str:
+        assert spec.inputs is not None and spec.output is not None
+        name, out, terms = spec.op, spec.output, spec.inputs
+        views = _Views(args, terms, out)
+        if name in UNARY:
+            return UNARY[name].format(_wrap(views[0]))
+        if name in BINARY:
+            return BINARY[name].format(_wrap(views[0]), _wrap(views[1]))
+        if name in REDUCE or name == "logsumexp":
+            term = terms[0]
+            axes = tuple(i for i, label in enumerate(term) if label not in out)
+            axis = str(axes[0]) if len(axes) == 1 else str(axes)
+            call = self.helper("logsumexp") if name == "logsumexp" else REDUCE[name]
+            kept = tuple(label for label in term if label in out)
+            return aligned(f"{call}({args[0]}, axis={axis})", kept, out)
+        return self.special(spec, args, views)
+
+    def special(self, spec: OpSpec, args: list[str], views: _Views) -> str:
+        name, out, terms = spec.op, spec.output, spec.inputs
+        assert terms is not None and out is not None
+
+        def size(label: str) -> str:
+            # the interpreter takes a label's size from the last operand that has it
+            for arg, term in reversed(list(zip(args, terms))):
+                if label in term:
+                    return f"{arg}.shape[{term.index(label)}]"
+            raise LoweringError(f"label {label!r} appears in no operand")
+
+        if name == "scale":
+            return f"{_wrap(views[0])} * {_number(spec.args[0])}"
+        if name == "div_scalar":
+            return f"{_wrap(views[0])} / {_number(spec.args[0])}"
+        if name == "cast":
+            return f"{_wrap(views[0])}.astype({_dtype(spec.args[0])})"
+        if name == "cast_like":
+            return f"{_wrap(views[0])}.astype({args[1]}.dtype)"
+        if name == "softmax":
+            return f"{self.helper('softmax')}({views[0]}, axis={out.index(str(spec.args[0]))})"
+        if name == "select":
+            return f"jnp.where({views[0]}, {views[1]}, {views[2]})"
+        if name == "const":
+            return f"jnp.asarray({_number(float(spec.args[0]))}, dtype=jnp.float32)"
+        if name == "iconst":
+            return str(int(spec.args[0]))
+        if name == "full":
+            dims = ", ".join(size(label) for label in out) + ("," if len(out) == 1 else "")
+            return f"jnp.full(({dims}), {_number(float(spec.args[0]))}, jnp.float32)"
+        if name == "rsqrt_size":
+            return f"1.0 / math.sqrt({size(str(spec.args[0]))})"
+        if name == "num_tiles":
+            return f"-(-{size(str(spec.args[0]))} // {int(spec.args[1])})"
+        label = str(spec.args[0])
+        if name == "pad_tiles":
+            return f"{self.helper('pad_tiles')}({views[0]}, {out.index(label)}, {spec.args[1]})"
+        if name == "tile":
+            axis = out.index(label)
+            return f"{self.helper('tile')}({views[0]}, {args[1]}, {spec.args[1]}, axis={axis})"
+        if name == "put_tile":
+            axis = out.index(label)
+            call = self.helper("put_tile")
+            return f"{call}({views[0]}, {views[1]}, {args[2]}, {spec.args[1]}, axis={axis})"
+        if name == "crop":
+            axis = out.index(label)
+            cut = f"{args[1]}.shape[{terms[1].index(label)}]"
+            return f"{views[0]}[{':, ' * axis}:{cut}]"
+        if name == "attn_mask":
+            bq, bk, left, right = spec.args
+            query, key = out
+            sq = size(query)
+            skv = f"{args[1]}.shape[{terms[1].index(key)}]"
+            values = [sq, skv, args[2], args[3], str(bq), str(bk)]
+            values += [_bound(left), _bound(right)]
+            return f"{self.helper('attn_mask')}({', '.join(values)})"
+        raise LoweringError(f"no Python rendering of op {name!r}")
+
+    def seed_op(self, spec: OpSpec, args: list[str]) -> str:
+        """The seed's unlabelled, rank-polymorphic forms."""
+        name = spec.op
+        if name == "softmax":
+            return f"{self.helper('softmax')}({args[0]}, axis=-1)"
+        if name == "div_scalar":
+            return f"{args[0]} / {_number(spec.args[0])}"
+        if name == "scale":
+            return f"{args[0]} * {_number(spec.args[0])}"
+        if name == "cast":
+            return f"{args[0]}.astype({_dtype(spec.args[0])})"
+        if name in UNARY:
+            return UNARY[name].format(args[0])
+        if name in BINARY:
+            return BINARY[name].format(args[0], args[1])
+        if name in REDUCE or name == "logsumexp":
+            axes = tuple(int(a) for a in spec.args)
+            axis = "None" if not axes else str(axes[0]) if len(axes) == 1 else str(axes)
+            call = self.helper("logsumexp") if name == "logsumexp" else REDUCE[name]
+            if name == "logsumexp" and not axes:
+                axis = f"tuple(range({args[0]}.ndim))"
+            return f"{call}({args[0]}, axis={axis})"
+        if name == "select":
+            return f"jnp.where({', '.join(args)})"
+        if name == "cast_like":
+            return f"{args[0]}.astype({args[1]}.dtype)"
+        if name == "const":
+            return f"jnp.asarray({_number(float(spec.args[0]))}, dtype=jnp.float32)"
+        if name == "iconst":
+            return str(int(spec.args[0]))
+        raise LoweringError(f"op {name!r} needs labelled terms")
+
+    def loop(
+        self,
+        node: EinsumNode,
+        spec: LoopSpec,
+        args: list[str],
+        graph: EinsumGraph,
+        env: dict[int, str],
+        shapes: Mapping[int, Shape] | None,
+        indent: str,
+    ) -> list[str]:
+        body = node.body
+        assert body is not None
+        body_inputs = body.inputs
+        n_invariant = len(node.inputs) - 2 - spec.carry
+        body_env: dict[int, str] = {}
+        # Invariants: the body reads the outer variables directly (the def closes over them).
+        for t, outer in zip(body_inputs[1 : 1 + n_invariant], args[2 : 2 + n_invariant]):
+            body_env[t] = outer
+        results = [self.names.fresh(graph.tensors[t]) for t in node.outputs]
+        step = self.names.fresh(f"step_{results[0]}")
+        index = self.names.fresh(body.tensors[body_inputs[0]])
+        body_env[body_inputs[0]] = index
+        carried = [self.names.fresh(body.tensors[t]) for t in body_inputs[1 + n_invariant :]]
+        body_env.update(zip(body_inputs[1 + n_invariant :], carried))
+        body_shapes = _body_shapes(node, shapes)
+        inner = indent + "    "
+        lines = [f"{indent}def {step}({index}, carry):"]
+        lines.append(f"{inner}{_tuple(carried)} = carry")
+        lines += self.graph_lines(body, body_env, body_shapes, inner)
+        lines.append(f"{inner}return {_tuple([body_env[t] for t in body.outputs])}")
+        initial = _tuple(args[2 + n_invariant :])
+        call = f"lax.fori_loop({args[0]}, {args[1]}, {step}, {initial})"
+        lines.append(f"{indent}{_tuple(results)} = {call}")
+        env.update(zip(node.outputs, results))
+        return lines
+
+
+def _bound(value: object) -> str:
+    number = float(value)  # type: ignore[arg-type]
+    return _number(number) if number in (float("inf"), float("-inf")) else str(int(number))
+
+
+def _tuple(names: Sequence[str]) -> str:
+    return "(" + ", ".join(names) + ("," if len(names) == 1 else "") + ")"
+
+
+def _wrap(expr: str) -> str:
+    """Parenthesize an expression used as an operand of + - * /, unless it is atomic."""
+    top = ast.parse(expr, mode="eval").body
+    if isinstance(top, (ast.Name, ast.Attribute, ast.Call, ast.Subscript, ast.Constant)):
+        return expr
+    return f"({expr})"
+
+
+def _dtype(value: object) -> str:
+    text = str(value)
+    return f"jnp.{text}" if re.fullmatch(r"[a-z]+[0-9]*", text) else repr(text)
+
+
+def _order(graph: EinsumGraph) -> list[int]:
+    """The nodes in insertion order when that is a valid order (it reads best), else the
+    topological order the interpreter uses."""
+    ready = set(graph.inputs)
+    for node in graph.nodes:
+        if not all(t in ready for t in node.reads):
+            return graph.topological_order()
+        ready.update(node.outputs)
+    return list(range(len(graph.nodes)))
+
+
+def _body_shapes(node: EinsumNode, shapes: Mapping[int, Shape] | None) -> dict[int, Shape] | None:
+    """Shapes inside a loop body, from the shapes of the loop's operands (None if unknown)."""
+    assert node.body is not None
+    if shapes is None or not all(t in shapes for t in node.inputs[2:]):
+        return None
+    known = {node.body.inputs[0]: ()}
+    known.update(zip(node.body.inputs[1:], (shapes[t] for t in node.inputs[2:])))
+    try:
+        return infer_shapes(node.body, known)
+    except TlirError:
+        return None
+
+
+def render(graph: EinsumGraph, shapes: Mapping[int, Shape] | None = None) -> str:
+    """Python source defining `graph(*inputs)`; `shapes` adds a shape comment to each line."""
+    graph.validate()
+    renderer = _Renderer()
+    env = {t: renderer.names.fresh(graph.tensors[t]) for t in graph.inputs}
+    params = [env[t] for t in graph.inputs]
+    body = renderer.graph_lines(graph, env, shapes, "    ")
+    outputs = [env[t] for t in graph.outputs]
+    lines = [
+        '"""Python/JAX rendering of a lowered tlir graph (what backends.jax runs)."""',
+        "",
+        "import math",
+        "",
+        "import jax.numpy as jnp",
+        "from jax import lax",
+    ]
+    for name, source in HELPERS.items():
+        if name in renderer.helpers:
+            lines += ["", source.strip("\n")]
+    lines += ["", "", f"def graph({', '.join(params)}):"]
+    if params:
+        lines.append(f"    {_tuple(params)} = (jnp.asarray(x) for x in {_tuple(params)})")
+    lines += body
+    lines.append(f"    return {_tuple(outputs)}")
+    return "\n".join(lines) + "\n"

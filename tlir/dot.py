@@ -1,0 +1,134 @@
+"""A Graphviz (DOT) picture of a graph: `to_dot(graph)` returns the DOT text.
+
+Nodes are boxes labelled with their kind and spec (and attributes); graph inputs and outputs are
+small ellipses; every other tensor is the label of the edge that carries it. A loop node's body
+is drawn as a `subgraph cluster_*` next to it, joined to the loop box by a dashed edge, so nested
+loops show as nested clusters. The output is deterministic: ids follow node and tensor indices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from tlir.graph import EinsumGraph, EinsumNode
+
+_KIND_STYLE = {
+    "einsum": 'fillcolor="#dbe9f6"',
+    "reshape": 'fillcolor="#eeeeee"',
+    "elementwise": 'fillcolor="#f4f4dc"',
+    "reduce": 'fillcolor="#f6e3d0"',
+    "flash": 'fillcolor="#f6d0d0", penwidth=2',
+    "loop": 'fillcolor="#d9f0d3", penwidth=2',
+}
+
+
+def escape(text: str) -> str:
+    """`text` as the inside of a DOT double-quoted string (newlines become `\\n`)."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "").replace("\n", "\\n")
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return "[" + ",".join(str(s) for s in shape) + "]"
+
+
+def _node_label(node: EinsumNode, shapes: Mapping[int, Sequence[int]] | None) -> str:
+    lines = [node.spec] if node.kind == "loop" else [str(node.kind), node.spec]
+    if node.attrs:
+        lines.append(", ".join(f"{k}={v}" for k, v in node.attrs))
+    if shapes is not None and all(t in shapes for t in node.outputs) and node.kind != "loop":
+        lines.append(" ".join(_shape_text(shapes[t]) for t in node.outputs))
+    return "\n".join(lines)
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def emit(self, depth: int, text: str) -> None:
+        self.lines.append("  " * depth + text)
+
+    def graph(
+        self,
+        graph: EinsumGraph,
+        prefix: str,
+        depth: int,
+        shapes: Mapping[int, Sequence[int]] | None,
+    ) -> None:
+        producer = graph.producers()
+        inputs, outputs = graph.inputs, graph.outputs
+        for t in inputs:
+            label = graph.tensors[t]
+            if shapes is not None and t in shapes:
+                label += "\n" + _shape_text(shapes[t])
+            self.emit(
+                depth,
+                f'{prefix}t{t} [label="{escape(label)}", shape=ellipse, style=filled, '
+                'fillcolor="#ffffff", fontsize=10];',
+            )
+        for index, node in enumerate(graph.nodes):
+            style = _KIND_STYLE.get(node.kind, "")
+            label = escape(_node_label(node, shapes))
+            self.emit(
+                depth,
+                f'{prefix}n{index} [label="{label}", shape=box, style="rounded,filled", {style}];',
+            )
+            if node.body is not None:
+                self.cluster(node, index, prefix, depth)
+        for index, node in enumerate(graph.nodes):
+            for position, t in enumerate(node.inputs):
+                if t in producer:
+                    source = f"{prefix}n{producer[t]}"
+                    label = f' [label="{escape(graph.tensors[t])}", fontsize=9]'
+                elif t in inputs:
+                    source, label = f"{prefix}t{t}", ""
+                else:
+                    continue  # the seed's placeholder operand, which nothing writes
+                self.emit(depth, f"{source} -> {prefix}n{index}{label};")
+        for t in outputs:
+            if t in inputs:
+                continue  # drawn already as an input ellipse
+            label = graph.tensors[t]
+            if shapes is not None and t in shapes:
+                label += "\n" + _shape_text(shapes[t])
+            self.emit(
+                depth,
+                f'{prefix}out{t} [label="{escape(label)}", shape=ellipse, peripheries=2, '
+                'style=filled, fillcolor="#ffffff", fontsize=10];',
+            )
+            if t in producer:
+                self.emit(depth, f"{prefix}n{producer[t]} -> {prefix}out{t};")
+
+    def cluster(self, node: EinsumNode, index: int, prefix: str, depth: int) -> None:
+        assert node.body is not None
+        inner = f"{prefix}L{index}_"
+        body = node.body
+        index_name = body.tensors[body.inputs[0]] if body.inputs else "j"
+        title = f"body of {node.spec}: {index_name} in [lo, hi)"
+        self.emit(depth, f"subgraph cluster_{inner.rstrip('_')} {{")
+        self.emit(depth + 1, f'label="{escape(title)}"; labeljust=l; style="rounded,dashed";')
+        self.emit(depth + 1, 'color="#4a8a3c"; fontsize=10;')
+        self.graph(body, inner, depth + 1, None)
+        self.emit(depth, "}")
+        anchor = f"{inner}t{body.inputs[0]}" if body.inputs else f"{inner}n0"
+        self.emit(
+            depth,
+            f'{prefix}n{index} -> {anchor} [style=dashed, color="#4a8a3c", '
+            f'lhead="cluster_{inner.rstrip("_")}", label="body", fontsize=9];',
+        )
+
+
+def to_dot(
+    graph: EinsumGraph,
+    name: str = "tlir",
+    shapes: Mapping[int, Sequence[int]] | None = None,
+) -> str:
+    """The DOT text of `graph`; `shapes` (from `infer_shapes`) adds shapes to the top level."""
+    writer = _Writer()
+    writer.emit(0, f'digraph "{escape(name)}" {{')
+    writer.emit(1, "compound=true; rankdir=TB; newrank=true;")
+    writer.emit(1, 'graph [fontname="Helvetica"];')
+    writer.emit(1, 'node [fontname="Helvetica", fontsize=11];')
+    writer.emit(1, 'edge [fontname="Helvetica", color="#555555"];')
+    writer.graph(graph, "", 1, shapes)
+    writer.emit(0, "}")
+    return "\n".join(writer.lines) + "\n"
