@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 from tlir import EinsumGraph, EinsumNode, LoweringError, TlirError
 from tlir.shapes import reshape_shape
-from tlir.spec import EinsumSpec, FlashSpec, LoopSpec, OpSpec, ReshapeSpec, Term
+from tlir.spec import CustomVjpSpec, EinsumSpec, FlashSpec, LoopSpec, OpSpec, ReshapeSpec, Term
 
 Array = Any
 
@@ -60,10 +60,13 @@ REDUCE: dict[str, Callable[[Any, Array, tuple[int, ...]], Array]] = {
     "logsumexp": lambda xp, x, axes: _logsumexp(xp, x, axes),
 }
 
+TILE_RANGE_OPS = ("first_kv_tile", "end_kv_tile", "first_q_tile", "end_q_tile")
+
 # Ops handled by dedicated methods of Interpreter.
 SPECIAL = {
     "scale", "div_scalar", "cast", "cast_like", "softmax", "select", "const", "iconst", "full",
     "rsqrt_size", "num_tiles", "tile", "pad_tiles", "attn_mask", "put_tile", "crop",
+    "dropout_keep", *TILE_RANGE_OPS,
 }
 
 
@@ -94,12 +97,40 @@ def visibility(
     query = q_start + xp.arange(q_width)[:, None]
     key = k_start + xp.arange(k_width)[None, :]
     diagonal = query + (skv - sq)
-    visible = key < skv
+    visible = (key < skv) & (query < sq)
     if math.isfinite(float(left)):
         visible = visible & (key >= diagonal - int(left))
     if math.isfinite(float(right)):
         visible = visible & (key <= diagonal + int(right))
     return visible
+
+
+def tile_range(
+    xp: Any, name: str, sq: int, skv: int, index: Any, bq: int, bk: int, left: Any, right: Any
+) -> Any:
+    """The tile bounds that block skipping visits (see the ops' docs in tlir/ops.py).
+
+    Unbounded sides give plain ints, so loops without a window keep static trip counts.
+    """
+    offset = skv - sq
+    bq = bq or sq
+    if name == "first_kv_tile":
+        if not math.isfinite(float(left)):
+            return 0
+        return xp.maximum(index * bq + offset - int(left), 0) // bk
+    if name == "end_kv_tile":
+        if not math.isfinite(float(right)):
+            return -(-skv // bk)
+        last_row = xp.minimum(index * bq + bq, sq) - 1
+        return xp.minimum(last_row + offset + int(right), skv - 1) // bk + 1
+    if name == "first_q_tile":
+        if not math.isfinite(float(right)):
+            return 0
+        return xp.maximum(index * bk - offset - int(right), 0) // bq
+    if not math.isfinite(float(left)):
+        return -(-sq // bq)
+    last_key = xp.minimum(index * bk + bk, skv) - 1
+    return xp.minimum(last_key - offset + int(left), sq - 1) // bq + 1
 
 
 class Interpreter:
@@ -142,6 +173,8 @@ class Interpreter:
             return self.loop(node.body, spec, operands)
         if isinstance(spec, OpSpec):
             return [self.op(spec, operands)]
+        if isinstance(spec, CustomVjpSpec):
+            return self.custom_vjp(node, operands)
         raise LoweringError(f"{self.name}: no rule for node kind {node.kind!r}")
 
     # Kinds to specialise ----------------------------------------------------------------------
@@ -159,6 +192,11 @@ class Interpreter:
             carried = self.run_graph(body, [j, *invariants, *carried])
         return list(carried)
 
+    def custom_vjp(self, node: EinsumNode, operands: list[Array]) -> Sequence[Array]:
+        """Without autodiff, a custom_vjp node is its body."""
+        assert node.body is not None
+        return self.run_graph(node.body, operands)
+
     def float_dtype(self) -> Any:
         return self.xp.float32
 
@@ -170,6 +208,13 @@ class Interpreter:
         index = [slice(None)] * x.ndim
         index[axis] = slice(int(start), int(start) + size)
         return padded[tuple(index)]
+
+    def dropout_keep(self, key: Any, i: Any, j: Any, rate: float, shape: list[int]) -> Array:
+        """Keep mask (True with probability 1 - rate) for tile (i, j); numpy's own generator."""
+        import numpy as np
+
+        seed = [int(w) for w in np.asarray(key).ravel()] + [int(i), int(j)]
+        return np.random.default_rng(seed).random(shape) >= rate
 
     def put_tile(self, x: Array, axis: int, start: Any, tile: Array) -> Array:
         result = x.copy()
@@ -256,6 +301,13 @@ class Interpreter:
             axis = out.index(label)
             size = operands[1].shape[inputs[1].index(label)]
             return x[(slice(None),) * axis + (slice(0, size),)]
+        if name in TILE_RANGE_OPS:
+            bq, bk, left, right = spec.args
+            sq, skv = (x.shape[-2] for x in operands[:2])
+            return tile_range(xp, name, sq, skv, operands[2], int(bq), int(bk), left, right)
+        if name == "dropout_keep":
+            shape = [sizes[label] for label in out]
+            return self.dropout_keep(operands[0], operands[3], operands[4], float(spec.args[0]), shape)
         if name == "attn_mask":
             bq, bk, left, right = spec.args
             query, key = out

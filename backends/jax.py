@@ -50,6 +50,9 @@ class JaxInterpreter(Interpreter):
 
     def loop(self, body: EinsumGraph, spec: LoopSpec, operands: list[Array]) -> list[Array]:
         lo, hi = operands[0], operands[1]
+        if not (isinstance(lo, int) and isinstance(hi, int)):
+            # A bound that depends on the enclosing loop's index: a while loop (block skipping).
+            lo, hi = jnp.asarray(lo, jnp.int32), jnp.asarray(hi, jnp.int32)
         invariants = operands[2 : len(operands) - spec.carry]
         carried = tuple(operands[len(operands) - spec.carry :])
 
@@ -58,6 +61,33 @@ class JaxInterpreter(Interpreter):
 
         return list(lax.fori_loop(lo, hi, step, carried))
 
+    def custom_vjp(self, node: EinsumNode, operands: list[Array]) -> Sequence[Array]:
+        """`jax.custom_vjp`: the body forward, the grad body as its derivative.
+
+        Residuals are the operands and the results, so a tiled flash node keeps O(N) values
+        for its backward instead of every step's scores.
+        """
+        forward, backward = node.body, node.grad_body
+        assert forward is not None and backward is not None
+
+        @jax.custom_vjp
+        def region(*xs: Array) -> tuple[Array, ...]:
+            return tuple(self.run_graph(forward, list(xs)))
+
+        def region_forward(*xs: Array) -> tuple[tuple[Array, ...], tuple]:
+            results = region(*xs)
+            return results, (xs, results)
+
+        def region_backward(residuals: tuple, cotangents: tuple) -> tuple:
+            xs, results = residuals
+            grads = self.run_graph(backward, [*xs, *results, *cotangents])
+            return tuple(
+                g if jnp.issubdtype(x.dtype, jnp.inexact) else None for x, g in zip(xs, grads)
+            )
+
+        region.defvjp(region_forward, region_backward)
+        return list(region(*operands))
+
     def cast(self, x: Array, dtype: Any) -> Array:
         return jnp.asarray(x).astype(dtype)
 
@@ -65,6 +95,12 @@ class JaxInterpreter(Interpreter):
         # tile-flash pads K and V once before the loop; pad here only for hand-written IR.
         padded = self.pad(x, axis, size)
         return lax.dynamic_slice_in_dim(padded, start, size, axis)
+
+    def dropout_keep(self, key: Any, i: Any, j: Any, rate: float, shape: list[int]) -> Array:
+        if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            key = jax.random.wrap_key_data(key)
+        tile_key = jax.random.fold_in(jax.random.fold_in(key, i), j)
+        return jax.random.bernoulli(tile_key, 1.0 - rate, shape)
 
     def put_tile(self, x: Array, axis: int, start: Array, tile: Array) -> Array:
         return lax.dynamic_update_slice_in_dim(x, tile.astype(x.dtype), start, axis)

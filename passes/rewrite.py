@@ -60,12 +60,21 @@ class NodeBuilder:
         attrs: Sequence[tuple[str, str]] = (),
         outputs: Sequence[int] | None = None,
         body: EinsumGraph | None = None,
+        grad_body: EinsumGraph | None = None,
     ) -> int:
         """Append a node; returns its (first) result, a new tensor called `name` by default."""
         if outputs is None:
             outputs = [self.tensor(name or "t")]
         self.nodes.append(
-            EinsumNode(spec, tuple(inputs), tuple(outputs), kind=kind, attrs=tuple(attrs), body=body)
+            EinsumNode(
+                spec,
+                tuple(inputs),
+                tuple(outputs),
+                kind=kind,
+                attrs=tuple(attrs),
+                body=body,
+                grad_body=grad_body,
+            )
         )
         return outputs[0]
 

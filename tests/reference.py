@@ -88,3 +88,27 @@ def flash_spec(g_label="h", bq=16, bk=16, causal=False, window=None, lse=False, 
         tuple("bhqd"), ("b", g_label, "k", "d"), ("b", g_label, "k", "v"), tuple("bhqv"),
         bq, bk, causal=causal, window=window, lse=lse, dropout=dropout,
     )
+
+
+def attention64_vjp(q, k, v, d_out, causal=False, window=None):
+    """(dq, dk, dv) of attention64 for the output cotangent d_out, in float64 (full matrices)."""
+    q, k, v, d_out = (np.asarray(x, dtype=np.float64) for x in (q, k, v, d_out))
+    b, h, sq, d = q.shape
+    g, skv = k.shape[1], k.shape[2]
+    mask = visible_mask(sq, skv, causal, window)
+    scale = 1 / math.sqrt(d)
+    dq, dk, dv = np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
+    for head in range(h):
+        kv = head // (h // g)
+        s = np.where(mask, np.einsum("bqd,bkd->bqk", q[:, head], k[:, kv]) * scale, -np.inf)
+        peak = np.max(s, axis=-1, keepdims=True)
+        peak = np.where(np.isfinite(peak), peak, 0.0)
+        e = np.exp(s - peak)
+        total = e.sum(-1, keepdims=True)
+        p = np.where(total > 0, e / np.where(total > 0, total, 1), 0.0)
+        dv[:, kv] += np.einsum("bqk,bqv->bkv", p, d_out[:, head])
+        dp = np.einsum("bqv,bkv->bqk", d_out[:, head], v[:, kv])
+        ds = p * (dp - (dp * p).sum(-1, keepdims=True))
+        dq[:, head] = np.einsum("bqk,bkd->bqd", ds, k[:, kv]) * scale
+        dk[:, kv] += np.einsum("bqk,bqd->bkd", ds, q[:, head]) * scale
+    return dq, dk, dv

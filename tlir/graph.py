@@ -14,7 +14,7 @@ from typing import Iterable, Iterator
 import networkx as nx
 
 from tlir.errors import GraphError, TlirError
-from tlir.spec import FlashSpec, LoopSpec, OpSpec, Spec, parse_spec
+from tlir.spec import CustomVjpSpec, FlashSpec, LoopSpec, OpSpec, Spec, parse_spec
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,8 @@ class EinsumNode:
 
     `kind` is one of "einsum", "reshape", "elementwise", "reduce", "flash", "loop"; it follows
     from the spec, except that the seed's constructors (`elem_unary`, ...) name it, which
-    resolves texts such as `exp` that are also valid einsums. A loop node carries its `body`.
+    resolves texts such as `exp` that are also valid einsums. A loop node carries its `body`;
+    a custom_vjp node its `body` and its derivative, `grad_body`.
     `attrs` are extra sorted key/value pairs, such as `acc=float32` for an einsum's accumulator.
     """
 
@@ -33,6 +34,7 @@ class EinsumNode:
     kind: str | None = None
     attrs: tuple[tuple[str, str], ...] = ()
     body: EinsumGraph | None = None
+    grad_body: EinsumGraph | None = None
     parsed: Spec = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -78,11 +80,16 @@ class EinsumNode:
 
     def _check_arity(self) -> None:
         parsed = self.parsed
+        if isinstance(parsed, CustomVjpSpec):
+            self._check_custom_vjp()
+            return
+        if self.grad_body is not None:
+            raise GraphError(f"node {self.spec!r}: only custom_vjp nodes have a grad body")
         if isinstance(parsed, LoopSpec):
             self._check_loop(parsed)
             return
         if self.body is not None:
-            raise GraphError(f"node {self.spec!r}: only loop nodes have a body")
+            raise GraphError(f"node {self.spec!r}: only loop and custom_vjp nodes have a body")
         expected_in = parsed.n_operands
         expected_out = parsed.n_results if isinstance(parsed, FlashSpec) else 1
         if len(self.inputs) != expected_in:
@@ -94,6 +101,23 @@ class EinsumNode:
             raise GraphError(
                 f"node {self.spec!r}: the spec writes {expected_out} result(s), "
                 f"found {len(self.outputs)} output tensor(s) {list(self.outputs)}"
+            )
+
+    def _check_custom_vjp(self) -> None:
+        if self.body is None or self.grad_body is None:
+            raise GraphError(f"node {self.spec!r}: a custom_vjp node needs a body and a grad body")
+        n_in, n_out = len(self.inputs), len(self.outputs)
+        if (len(self.body.inputs), len(self.body.outputs)) != (n_in, n_out):
+            raise GraphError(
+                f"node {self.spec!r}: the body must take {n_in} inputs and return {n_out}; "
+                f"found {len(self.body.inputs)} and {len(self.body.outputs)}"
+            )
+        grad_in, grad_out = len(self.grad_body.inputs), len(self.grad_body.outputs)
+        if (grad_in, grad_out) != (n_in + 2 * n_out, n_in):
+            raise GraphError(
+                f"node {self.spec!r}: the grad body must take (operands, results, result "
+                f"cotangents) = {n_in + 2 * n_out} inputs and return {n_in} cotangents; "
+                f"found {grad_in} and {grad_out}"
             )
 
     def _check_loop(self, parsed: LoopSpec) -> None:
@@ -169,7 +193,8 @@ class EinsumGraph:
             self.declared_outputs.append(tensor)
 
     def _check_tensor(self, tensor: int, what: str) -> None:
-        if not isinstance(tensor, int) or not 0 <= tensor < len(self.tensors):
+        is_index = isinstance(tensor, int) and not isinstance(tensor, bool)
+        if not is_index or not 0 <= tensor < len(self.tensors):
             raise GraphError(
                 f"{what}({tensor!r}): expected a tensor index in 0..{len(self.tensors) - 1}"
             )
@@ -266,11 +291,13 @@ class EinsumGraph:
             specs = [self.nodes[v[1]].spec for u, v in cycle if v[0] == "node"]
             raise GraphError(f"the graph has a cycle through the nodes {specs}")
         for j, node in enumerate(self.nodes):
-            if node.body is not None:
+            for role, body in (("body", node.body), ("grad body", node.grad_body)):
+                if body is None:
+                    continue
                 try:
-                    node.body.validate()
+                    body.validate()
                 except TlirError as error:
-                    raise GraphError(f"in the body of node {j} {node.spec!r}: {error}") from None
+                    raise GraphError(f"in the {role} of node {j} {node.spec!r}: {error}") from None
 
     # Forms --------------------------------------------------------------------------------------
     def copy(self) -> EinsumGraph:

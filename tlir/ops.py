@@ -96,6 +96,30 @@ _ALL: list[OpDef] = [
         "[bq, bk] (bq 0: all queries); query x sees key y iff y < Skv and "
         "x+o-left <= y <= x+o+right with o = Skv - Sq (inf: unbounded)",
     ),
+    *(
+        OpDef(
+            name,
+            "elementwise",
+            3,
+            ("bq", "bk", "left", "right"),
+            f"{what}: an int32 scalar from q (operand 0), k (operand 1) and the tile index "
+            "(operand 2); tiles outside this range are fully masked and skipped",
+        )
+        for name, what in (
+            ("first_kv_tile", "the first key tile that query tile i can see"),
+            ("end_kv_tile", "one past the last key tile that query tile i can see"),
+            ("first_q_tile", "the first query tile that sees key tile j"),
+            ("end_q_tile", "one past the last query tile that sees key tile j"),
+        )
+    ),
+    OpDef(
+        "dropout_keep",
+        "elementwise",
+        5,
+        ("p",),
+        "keep mask of tile (i, j) for dropout rate p: operands key, q tile, k tile, i, j; "
+        "output `...qk` from the tiles' labels; the same (key, i, j) always gives the same mask",
+    ),
     *_defs("reduce", 1, "sum max min mean logsumexp"),
 ]
 

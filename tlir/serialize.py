@@ -32,6 +32,8 @@ def _graph_dict(graph: EinsumGraph) -> dict[str, Any]:
             entry["attrs"] = dict(node.attrs)
         if node.body is not None:
             entry["body"] = _graph_dict(node.body)
+        if node.grad_body is not None:
+            entry["grad_body"] = _graph_dict(node.grad_body)
         nodes.append(entry)
     return {
         "tensors": list(graph.tensors),
@@ -69,8 +71,8 @@ def graph_to_rust_json(graph: EinsumGraph) -> str:
 
 def _rust_op(node: EinsumNode, index: int) -> dict[str, Any]:
     parsed = node.parsed
-    if node.kind == "loop":
-        raise GraphError(f"node {index} {node.spec!r}: loops have no Rust JSON form")
+    if node.kind in ("loop", "custom_vjp"):
+        raise GraphError(f"node {index} {node.spec!r}: {node.kind} nodes have no Rust JSON form")
     if isinstance(parsed, OpSpec) and not parsed.labelled:
         if node.kind == "reduce":
             return {"Reduce": {"op": parsed.op, "axes": list(parsed.args)}}
@@ -85,6 +87,8 @@ def graph_from_json(text: str | bytes) -> EinsumGraph:
         document = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as error:
         raise GraphError(f"not valid JSON: {error}") from None
+    except RecursionError:
+        raise GraphError("not valid JSON: nested too deeply to read") from None
     if not isinstance(document, dict):
         raise GraphError(f"a graph's JSON must be an object, found {type(document).__name__}")
     try:
@@ -125,14 +129,17 @@ def _graph_from_dict(document: dict[str, Any], read_node) -> EinsumGraph:  # typ
 
 
 def _tlir_node(entry: dict[str, Any]) -> EinsumNode:
-    body = entry.get("body")
+    bodies = {
+        key: _graph_from_dict(entry[key], _tlir_node) if entry.get(key) is not None else None
+        for key in ("body", "grad_body")
+    }
     return EinsumNode(
         entry["spec"],
         tuple(entry["inputs"]),
         tuple(entry["outputs"]),
         kind=entry["kind"],
         attrs=tuple((entry.get("attrs") or {}).items()),
-        body=_graph_from_dict(body, _tlir_node) if body is not None else None,
+        **bodies,
     )
 
 

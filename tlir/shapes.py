@@ -7,14 +7,21 @@ mismatch raises a `GraphError` that names the node, the label and both sizes.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Mapping, Sequence
 
 from tlir import ops
 from tlir.errors import GraphError, TlirError
 from tlir.graph import EinsumGraph, EinsumNode
-from tlir.spec import ELLIPSIS, EinsumSpec, FlashSpec, LoopSpec, OpSpec, ReshapeSpec, Term
+from tlir.spec import ELLIPSIS, CustomVjpSpec, EinsumSpec, FlashSpec, LoopSpec, OpSpec, ReshapeSpec, Term
 
 Shape = tuple[int, ...]
+
+# Ops that write a scalar computed from their operands' shapes (or from nothing).
+SCALAR_OPS = frozenset(
+    {"rsqrt_size", "num_tiles", "const", "iconst"}
+    | {"first_kv_tile", "end_kv_tile", "first_q_tile", "end_q_tile"}
+)
 
 
 class _Sizes:
@@ -166,6 +173,8 @@ def op_shape(spec: OpSpec, shapes: Sequence[Shape], where: str) -> Shape:
     assert spec.inputs is not None and spec.output is not None
     sizes = _Sizes(where, broadcast=False)
     for i, (term, shape) in enumerate(zip(spec.inputs, shapes)):
+        if i == 0 and spec.op == "dropout_keep":
+            continue  # a PRNG key: typed (shape []) or raw uint32 data (shape [2])
         if len(term) != len(shape):
             raise GraphError(
                 f"{where}: operand {i} term {''.join(term)!r} has {len(term)} labels, "
@@ -183,7 +192,7 @@ def op_shape(spec: OpSpec, shapes: Sequence[Shape], where: str) -> Shape:
         return _mask_shape(spec, sizes, where)
     if spec.op == "crop":
         return _crop_shape(spec, shapes, where)
-    if spec.op in ("rsqrt_size", "num_tiles", "const", "iconst"):
+    if spec.op in SCALAR_OPS:
         if output:
             raise GraphError(f"{where}: {spec.op} writes a scalar, found output {output!r}")
         if spec.op in ("rsqrt_size", "num_tiles") and spec.args[0] not in inputs_labels:
@@ -192,7 +201,7 @@ def op_shape(spec: OpSpec, shapes: Sequence[Shape], where: str) -> Shape:
     missing = [label for label in output if label not in inputs_labels]
     if missing:
         raise GraphError(f"{where}: output labels {missing} appear in no operand")
-    if opdef.kind == "elementwise" and spec.op != "full":
+    if opdef.kind == "elementwise" and spec.op not in ("full", "dropout_keep"):
         checked = spec.inputs[:1] if spec.op == "cast_like" else spec.inputs
         dropped = sorted({label for term in checked for label in term} - set(output))
         if dropped:
@@ -200,6 +209,8 @@ def op_shape(spec: OpSpec, shapes: Sequence[Shape], where: str) -> Shape:
                 f"{where}: elementwise output drops labels {dropped}; use a reduce op for that"
             )
     result = [sizes.sizes[label] for label in output]
+    if spec.op == "softmax" and spec.args[0] not in output:
+        raise GraphError(f"{where}: the softmax label {spec.args[0]!r} is not in the output")
     if spec.op in ("tile", "put_tile"):
         label, size = spec.args
         if label not in output:
@@ -269,6 +280,8 @@ def _node_shapes(node: EinsumNode, index: int, shapes: list[Shape]) -> list[Shap
         return [op_shape(parsed, shapes, where)]
     if isinstance(parsed, LoopSpec):
         return _loop_shapes(node, parsed, shapes, where)
+    if isinstance(parsed, CustomVjpSpec):
+        return _custom_vjp_shapes(node, shapes, where)
     raise AssertionError(f"no shape rule for {node.kind}")
 
 
@@ -294,6 +307,25 @@ def _loop_shapes(node: EinsumNode, spec: LoopSpec, shapes: list[Shape], where: s
     return list(carried)
 
 
+def _custom_vjp_shapes(node: EinsumNode, shapes: list[Shape], where: str) -> list[Shape]:
+    """The body's result shapes; the grad body must give each operand a same-shaped cotangent."""
+    assert node.body is not None and node.grad_body is not None
+    try:
+        body_shapes = infer_shapes(node.body, dict(zip(node.body.inputs, shapes)))
+        results = [body_shapes[t] for t in node.body.outputs]
+        grad_inputs = [*shapes, *results, *results]
+        grad_shapes = infer_shapes(node.grad_body, dict(zip(node.grad_body.inputs, grad_inputs)))
+    except TlirError as error:
+        raise GraphError(f"in {where}: {error}") from None
+    for i, (shape, t) in enumerate(zip(shapes, node.grad_body.outputs)):
+        if grad_shapes[t] not in (shape, ()):
+            raise GraphError(
+                f"{where}: the cotangent of operand {i} has shape {list(grad_shapes[t])}, "
+                f"expected {list(shape)}"
+            )
+    return results
+
+
 def infer_shapes(
     graph: EinsumGraph, input_shapes: Mapping[int | str, Sequence[int]]
 ) -> dict[int, Shape]:
@@ -302,7 +334,7 @@ def infer_shapes(
     for key, shape in input_shapes.items():
         index = _tensor_index(graph, key)
         try:
-            shapes[index] = tuple(int(s) for s in shape)
+            shapes[index] = tuple(operator.index(s) for s in shape)
         except (TypeError, ValueError):
             raise GraphError(f"the shape of tensor {key!r} must be integers, found {shape!r}")
         if any(s < 0 for s in shapes[index]):

@@ -16,11 +16,12 @@ r query heads per kv head, q query positions, k key positions, d head dim, v val
 
 from __future__ import annotations
 
+import math
 import re
 import string
 import warnings
 from dataclasses import dataclass
-from typing import Union
+from typing import Callable, Union
 
 from tlir import ops
 from tlir.errors import SpecError, SpecWarning
@@ -431,6 +432,20 @@ class LoopSpec:
     kind = "loop"
 
 
+@dataclass(frozen=True)
+class CustomVjpSpec:
+    """A region with its own derivative: `body` computes the results from the operands;
+    `grad_body` maps (operands, results, result cotangents) to one cotangent per operand.
+
+    Autodiff backends (JAX) differentiate the node with `grad_body` instead of through `body`:
+    this is how tile-flash keeps the backward at O(N) memory (FlashAttention-2's backward).
+    """
+
+    text: str
+
+    kind = "custom_vjp"
+
+
 _OP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\((.*?)\))?(?::(.*))?", re.S)
 _SEED_DIV = re.compile(r"div_scalar_([0-9.eE+-]+)")
 _SEED_SOFTMAX = re.compile(r"softmax_([A-Za-z])")
@@ -492,12 +507,43 @@ def parse_op(text: str) -> OpSpec | LoopSpec:
     return OpSpec(text, name, args, inputs, output)
 
 
+# What an argument must be, by parameter name; the others are not checked here.
+_ARG_RULES: dict[str, tuple[str, Callable[[Arg], bool]]] = {
+    "label": ("a label letter", lambda a: isinstance(a, str) and a in LETTERS),
+    "size": ("an integer >= 1", lambda a: isinstance(a, int) and a >= 1),
+    "bq": ("an integer >= 0", lambda a: isinstance(a, int) and a >= 0),
+    "bk": ("an integer >= 1", lambda a: isinstance(a, int) and a >= 1),
+    "left": ("an integer >= 0 or inf", lambda a: a == math.inf or _is_count(a)),
+    "right": ("an integer >= 0 or inf", lambda a: a == math.inf or _is_count(a)),
+    "c": ("a number", lambda a: not isinstance(a, str)),
+    "p": ("a probability in [0, 1]", lambda a: not isinstance(a, str) and 0 <= a <= 1),
+}
+
+
+def _is_count(arg: Arg) -> bool:
+    return isinstance(arg, int) and arg >= 0
+
+
 def _check_args(text: str, opdef: ops.OpDef, args: tuple[Arg, ...]) -> None:
     if len(args) != len(opdef.params):
         expected = ", ".join(opdef.params) or "none"
         raise SpecError(
             f"spec {text!r}: {opdef.name} takes arguments ({expected}), found {len(args)}"
         )
+    for name, arg in zip(opdef.params, args):
+        expected, valid = _ARG_RULES.get(name, ("", lambda a: True))
+        if not valid(arg):
+            raise SpecError(
+                f"spec {text!r}: {opdef.name} argument {name} must be {expected}, found {arg!r}"
+            )
+
+
+# Ops with a rank-polymorphic, unlabelled form (numpy broadcasting); the rest need labels.
+UNLABELLED_OPS = frozenset(
+    name
+    for name, opdef in ops.OPS.items()
+    if opdef.kind == "reduce" or opdef.params in ((), ("c",), ("dtype",))
+) - {"full"}
 
 
 def _unlabelled(text: str, opdef: ops.OpDef, args: tuple[Arg, ...]) -> OpSpec:
@@ -505,7 +551,7 @@ def _unlabelled(text: str, opdef: ops.OpDef, args: tuple[Arg, ...]) -> OpSpec:
         if not all(isinstance(a, int) and a >= 0 for a in args):
             raise SpecError(f"spec {text!r}: reduce axes must be non-negative integers")
         return OpSpec(text, opdef.name, args, None, None)
-    if opdef.name in ("tile", "attn_mask", "rsqrt_size", "num_tiles", "softmax", "full", "pad_tiles"):
+    if opdef.name not in UNLABELLED_OPS:
         raise SpecError(f"spec {text!r}: {opdef.name} needs labelled terms, name(args):terms->term")
     _check_args(text, opdef, args)
     return OpSpec(text, opdef.name, args, None, None)
@@ -520,9 +566,9 @@ def _parse_loop(text: str, raw_args: str | None) -> LoopSpec:
 
 # ------------------------------------------------------------------------------------ dispatch
 
-Spec = Union[EinsumSpec, ReshapeSpec, FlashSpec, OpSpec, LoopSpec]
+Spec = Union[EinsumSpec, ReshapeSpec, FlashSpec, OpSpec, LoopSpec, CustomVjpSpec]
 
-KINDS = ("einsum", "reshape", "elementwise", "reduce", "flash", "loop")
+KINDS = ("einsum", "reshape", "elementwise", "reduce", "flash", "loop", "custom_vjp")
 
 
 def _looks_like_reshape(text: str) -> bool:
@@ -545,6 +591,10 @@ def parse_spec(text: str, kind: str | None = None) -> Spec:
         raise SpecError(f"spec {text!r}: unknown kind {kind!r}; expected one of {KINDS}")
     if kind == "flash" or (kind is None and text.startswith("flash_")):
         return parse_flash(text)
+    if kind == "custom_vjp" or (kind is None and text == "custom_vjp"):
+        if text != "custom_vjp":
+            raise SpecError(f"spec {text!r}: a custom_vjp node's spec is 'custom_vjp'")
+        return CustomVjpSpec(text)
     if kind == "reshape" or (kind is None and text.startswith("reshape:")):
         return parse_reshape(text)
     if kind in ("elementwise", "reduce", "loop"):
@@ -561,6 +611,8 @@ def parse_spec(text: str, kind: str | None = None) -> Spec:
 
 def _is_op_text(text: str) -> bool:
     """`name(...)`, `name:...`, or a bare op name that is no einsum (`softmax_k`, `div_scalar_8`)."""
+    if _SEED_DIV.fullmatch(text) or _SEED_SOFTMAX.fullmatch(text):
+        return True  # before the name test: `div_scalar_5.65` has a '.' after its name
     match = re.match(r"[A-Za-z_][A-Za-z0-9_]*", text)
     if match is None:
         return False
@@ -569,6 +621,4 @@ def _is_op_text(text: str) -> bool:
         return True
     if rest:
         return False
-    return bool(_SEED_DIV.fullmatch(text) or _SEED_SOFTMAX.fullmatch(text)) or (
-        text in ops.OPS and not all(c in LETTERS for c in text)
-    )
+    return text in ops.OPS and not all(c in LETTERS for c in text)

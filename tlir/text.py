@@ -8,6 +8,11 @@
           ...
         }
       }
+      %o, %lse = custom_vjp "custom_vjp" (%q, %k, %v) {
+        graph(...) -> (...) { ... }
+      } grad {
+        graph(...) -> (...) { ... }
+      }
     }
 
 One line per node: results, kind, the quoted spec, operands, sorted attributes in brackets, and
@@ -62,6 +67,9 @@ def format_node(
     if node.body is not None:
         body = format_graph(node.body, indent=indent + "  ")
         line += " {\n" + body + "\n" + indent + "}"
+    if node.grad_body is not None:
+        grad = format_graph(node.grad_body, indent=indent + "  ")
+        line += " grad {\n" + grad + "\n" + indent + "}"
     return line
 
 
@@ -175,9 +183,13 @@ class _Parser:
         ids: dict[str, int] = {}
 
         def tensor(ref: str) -> int:
-            if ref not in ids:
-                ids[ref] = graph.add_tensor(_ref_name(ref))
-            return ids[ref]
+            # `%x#2` is the third tensor named x: number them in that order, as printing does
+            base, repeat = _split_ref(ref)
+            for n in range(repeat + 1):
+                key = base + (f"#{n}" if n else "")
+                if key not in ids:
+                    ids[key] = graph.add_tensor(_ref_name(base))
+            return ids[key]
 
         self.take("word", "graph")
         self.take("punct", "(")
@@ -205,7 +217,7 @@ class _Parser:
             results.append(self.take("ref").text)
         self.take("punct", "=")
         kind = self.take("word").text
-        spec = json.loads(self.take("string").text)
+        spec = _string(self.take("string").text, f"text IR line {line}")
         self.take("punct", "(")
         operands = [tensor(r) for r in self.refs(")")]
         attrs = []
@@ -224,24 +236,46 @@ class _Parser:
             while self.at(","):
                 self.take("punct", ",")
                 self.shape()
-        body = None
+        body = grad_body = None
         if self.at("{"):
             self.take("punct", "{")
             body = self.graph()
             self.take("punct", "}")
+        if self.peek().kind == "word" and self.peek().text == "grad":
+            self.take("word", "grad")
+            self.take("punct", "{")
+            grad_body = self.graph()
+            self.take("punct", "}")
         outputs = [tensor(r) for r in results]
         try:
-            node = EinsumNode(spec, operands, outputs, kind=kind, attrs=attrs, body=body)
+            node = EinsumNode(
+                spec, operands, outputs, kind=kind, attrs=attrs, body=body, grad_body=grad_body
+            )
         except TlirError as error:
             raise type(error)(f"text IR line {line}: {error}") from None
         graph.add_node(node)
+
+
+def _string(quoted: str, where: str) -> str:
+    try:
+        return json.loads(quoted)
+    except ValueError as error:
+        raise GraphError(f"{where}: {quoted} is not a valid JSON string ({error})") from None
+
+
+def _split_ref(ref: str) -> tuple[str, int]:
+    """`%x#2` -> (`%x`, 2); the `#` of a quoted name is part of the name."""
+    base, hash_sign, repeat = ref.rpartition("#")
+    if hash_sign and repeat.isdigit() and (base.endswith('"') or not base.startswith('%"')):
+        return base, int(repeat)
+    return ref, 0
 
 
 def _ref_name(ref: str) -> str:
     body = ref[1:]
     if body.startswith('"'):
         end = body.rindex('"')
-        return json.loads(body[: end + 1])
+        return _string(body[: end + 1], f"text IR: tensor {ref}")
     return body.split("#")[0]
 
 
@@ -250,6 +284,9 @@ def parse_text(text: str) -> EinsumGraph:
     if not isinstance(text, str):
         raise GraphError(f"parse_text expects a string, found {type(text).__name__}")
     parser = _Parser(text)
-    graph = parser.graph()
+    try:
+        graph = parser.graph()
+    except RecursionError:
+        raise GraphError("text IR: loop bodies are nested too deeply to read") from None
     parser.take("end")
     return graph

@@ -14,7 +14,7 @@ import pytest
 import passes
 from backends import jax as backend_jax
 from backends import numpy as backend_numpy
-from tests.reference import attention64, flash_graph, flash_spec, naive_jax
+from tests.reference import attention64, attention64_vjp, flash_graph, flash_spec, naive_jax
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -150,20 +150,104 @@ def test_block_overrides_keep_the_result(block_q):
     assert np.isneginf(np.asarray(lse)[~finite]).all()
 
 
-def test_jit_and_grad_match_naive_gradients():
-    rng = np.random.default_rng(9)
-    q, k, v = (jnp.asarray(x, jnp.float32) for x in random_qkv(rng, 37, 45, 4, 2, 16, "f"))
-    compiled = compile_case(4, 2, 16, 16, True, (20, 0))
+GRAD_CASES = [c for c in CASES if c[-1] == "float32" and c[0] * c[1] <= 130_000]
+
+
+@pytest.mark.parametrize("case", GRAD_CASES, ids=case_id)
+def test_gradients_match_float64(case):
+    """jax.grad through the custom_vjp (FlashAttention-2 backward loops) against float64.
+
+    Criterion: max|g - g64| <= 1e-4 max|g64| + 3 max|naive32 grad - g64| (float32 rounding).
+    """
+    sq, skv, h, g, d, bq, bk, causal, window, _ = case
+    rng = np.random.default_rng(sq + 3 * skv)
+    q, k, v = (jnp.asarray(x, jnp.float32) for x in random_qkv(rng, sq, skv, h, g, d, "f"))
+    d_out = jnp.asarray(rng.standard_normal((1, h, sq, d)), jnp.float32)
+    flash = backend_jax.lower(compile_case(h, g, bq, bk, causal, window).graph)
+
+    def first(q, k, v):
+        return flash(q, k, v)[0]
+
+    _, pullback = jax.vjp(jax.jit(first), q, k, v)
+    got = pullback(d_out)
+    _, naive_pullback = jax.vjp(lambda q, k, v: naive_jax(q, k, v, causal, window), q, k, v)
+    naive = naive_pullback(d_out)
+    want = attention64_vjp(q, k, v, d_out, causal, window)
+    for name, a, n, w in zip("qkv", got, naive, want):
+        a, n = np.asarray(a, np.float64), np.asarray(n, np.float64)
+        assert np.isfinite(a).all(), name
+        bound = 1e-4 * np.abs(w).max() + 3 * np.abs(n - w).max() + 1e-6
+        assert np.abs(a - w).max() <= bound, f"d{name}: {np.abs(a - w).max():.3g} > {bound:.3g}"
+
+
+def test_grad_of_fully_masked_rows_is_zero_not_nan():
+    rng = np.random.default_rng(4)
+    q, k, v = (jnp.asarray(x, jnp.float32) for x in random_qkv(rng, 30, 10, 2, 2, 8, "f"))
+    flash = backend_jax.lower(compile_case(2, 2, 8, 8, True, None).graph)
+    dq, dk, dv = jax.grad(lambda *x: jnp.sum(flash(*x)[0] ** 2), argnums=(0, 1, 2))(q, k, v)
+    for grad in (dq, dk, dv):
+        assert np.isfinite(np.asarray(grad)).all()
+    assert (np.asarray(dq)[:, :, :20] == 0).all()  # rows that see no key
+
+
+def test_lse_output_gradient():
+    """The lse result is differentiable too (users merge partial attentions with it)."""
+    rng = np.random.default_rng(8)
+    q, k, v = (jnp.asarray(x, jnp.float32) for x in random_qkv(rng, 20, 24, 2, 1, 8, "f"))
+    flash = backend_jax.lower(compile_case(2, 1, 8, 8, True, None, lse=True).graph)
+    grads = jax.grad(lambda q, k: jnp.sum(flash(q, k, v)[1]), argnums=(0, 1))(q, k)
+
+    def lse_naive(q, k):
+        s = jnp.einsum("bhqd,bgkd->bhqk", q, k) / np.sqrt(8)
+        mask = jnp.asarray(np.tril(np.ones((20, 24), bool), 4))
+        return jnp.sum(jax.nn.logsumexp(jnp.where(mask, s, -jnp.inf), axis=-1))
+
+    want = jax.grad(lse_naive, argnums=(0, 1))(q, k)
+    for a, b in zip(grads, want):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+def test_dropout_rate_determinism_and_zero_rate():
+    rng = np.random.default_rng(12)
+    q, k, v = (jnp.asarray(x, jnp.float32) for x in random_qkv(rng, 64, 96, 2, 2, 16, "f"))
+    key = jax.random.key(7)
+    dropped = backend_jax.compile(flash_graph(flash_spec("h", 32, 32, dropout=0.3)))
+    plain = compile_case(2, 2, 32, 32, False, None)
+    zero = backend_jax.compile(flash_graph(flash_spec("h", 32, 32, dropout=0.0)))
+    (a,), (b,) = dropped(q, k, v, key), dropped(q, k, v, key)
+    assert np.array_equal(np.asarray(a), np.asarray(b)), "same key, different result"
+    (c,) = dropped(q, k, v, jax.random.key(8))
+    assert not np.allclose(np.asarray(a), np.asarray(c))
+    assert np.array_equal(np.asarray(zero(q, k, v)[0]), np.asarray(plain(q, k, v)[0]))
+
+    # With V = identity rows, out = dropout(P) V exposes the kept probabilities: measure the rate.
+    eye = jnp.broadcast_to(jnp.eye(96, dtype=jnp.float32), (1, 2, 96, 96))
+    wide = backend_jax.compile(flash_graph(flash_spec("h", 32, 32, dropout=0.3)))
+    (weights,) = wide(q, k, eye, key)
+    rate = float(np.mean(np.asarray(weights) == 0))
+    assert abs(rate - 0.3) < 0.01, rate
+
+
+def test_dropout_gradient_uses_the_same_mask():
+    """Gradients of dropout attention against autodiff of the same masked attention, densely."""
+    rng = np.random.default_rng(13)
+    q, k, v = (jnp.asarray(x, jnp.float32) for x in random_qkv(rng, 40, 48, 4, 2, 16, "f"))
+    key = jax.random.key(3)
+    compiled = backend_jax.compile(flash_graph(flash_spec("g", 16, 16, causal=True, dropout=0.2)))
     flash = backend_jax.lower(compiled.graph)
+    eye = jnp.broadcast_to(jnp.eye(48, dtype=jnp.float32), (1, 2, 48, 48))
+    (kept,) = flash(q, k, eye, key)  # [1, 4, 40, 48]: dropout(P), whose zeros are the mask
+    keep = np.asarray(kept) != 0
 
-    def loss_flash(q, k, v):
-        return jnp.sum(flash(q, k, v)[0] ** 2)
+    def dense(q, k, v):
+        s = jnp.einsum("bhqd,bhkd->bhqk", q, jnp.repeat(k, 2, 1)) / 4.0
+        mask = jnp.asarray(np.tril(np.ones((40, 48), bool), 8))
+        p = jax.nn.softmax(jnp.where(mask, s, -jnp.inf), axis=-1)
+        p = jnp.where(keep, p / 0.8, 0.0)
+        return jnp.einsum("bhqk,bhkv->bhqv", p, jnp.repeat(v, 2, 1))
 
-    def loss_naive(q, k, v):
-        return jnp.sum(naive_jax(q, k, v, True, (20, 0)) ** 2)
-
-    got = jax.jit(jax.grad(loss_flash, argnums=(0, 1, 2)))(q, k, v)
-    want = jax.grad(loss_naive, argnums=(0, 1, 2))(q, k, v)
-    for name, a, b in zip("qkv", got, want):
-        assert np.isfinite(np.asarray(a)).all(), name
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5, err_msg=name)
+    d_out = jnp.asarray(rng.standard_normal((1, 4, 40, 16)), jnp.float32)
+    got = jax.vjp(lambda q, k, v: flash(q, k, v, key)[0], q, k, v)[1](d_out)
+    want = jax.vjp(dense, q, k, v)[1](d_out)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=2e-5)

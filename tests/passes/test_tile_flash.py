@@ -71,10 +71,19 @@ def test_block_kv_override_changes_the_tiles():
     assert "tile(k,256)" in text and "tile(k,64)" not in text
 
 
-def test_dropout_is_refused_not_ignored():
+def test_dropout_takes_the_key_into_both_bodies():
     graph = flash_graph(flash_spec("h", 64, 64, dropout=0.1))
-    with pytest.raises(tlir.PassError, match=r"tile-flash.*dropout.*refuses"):
-        passes.PassManager().run(graph)
+    (node,) = passes.TileFlash().run(graph).nodes
+    assert node.kind == "custom_vjp" and len(node.inputs) == 4
+    assert "dropout_keep(0.1)" in str(node.body) and "dropout_keep(0.1)" in str(node.grad_body)
+    assert len(node.grad_body.outputs) == 4  # dq, dk, dv and the key's (empty) cotangent
+
+
+def test_causal_and_window_skip_tiles_but_plain_attention_does_not():
+    causal = str(passes.TileFlash().run(flash_graph(flash_spec("h", 64, 64, causal=True))))
+    assert "end_kv_tile(64,64,inf,0)" in causal and "first_q_tile(64,64,inf,0)" in causal
+    window = str(passes.TileFlash().run(flash_graph(flash_spec("h", 64, 64, window=(3, 5)))))
+    assert "first_kv_tile(64,64,3,5)" in window
 
 
 @pytest.mark.parametrize("option, value", [("block_kv", 0), ("block_q", -1), ("block_kv", "8")])
