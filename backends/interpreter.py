@@ -11,7 +11,7 @@ import math
 from typing import Any, Callable, Sequence
 
 from tlir import EinsumGraph, EinsumNode, LoweringError, TlirError
-from tlir.shapes import reshape_shape
+from tlir.shapes import infer_shapes, reshape_shape
 from tlir.spec import CustomVjpSpec, EinsumSpec, FlashSpec, LoopSpec, OpSpec, ReshapeSpec, Term
 
 Array = Any
@@ -131,6 +131,17 @@ def tile_range(
         return -(-sq // bq)
     last_key = xp.minimum(index * bk + bk, skv) - 1
     return xp.minimum(last_key - offset + int(left), sq - 1) // bq + 1
+
+
+def check_inputs(graph: EinsumGraph, inputs: Sequence[Array]) -> None:
+    """The inputs fit the graph: one per graph input, with shapes that shape inference accepts."""
+    names = graph.inputs
+    if len(inputs) != len(names):
+        listed = ", ".join(graph.tensors[t] for t in names)
+        raise LoweringError(
+            f"the graph takes {len(names)} input(s) ({listed}), found {len(inputs)}"
+        )
+    infer_shapes(graph, {t: tuple(getattr(x, "shape", ())) for t, x in zip(names, inputs)})
 
 
 class Interpreter:

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import opt_einsum
 from jax import lax
 
-from backends.interpreter import Interpreter
+from backends.interpreter import Interpreter, check_inputs
 from tlir import EinsumGraph, EinsumNode, LoweringError
 from tlir.spec import EinsumSpec, FlashSpec, LoopSpec
 
@@ -128,7 +128,9 @@ def lower(graph: EinsumGraph) -> Callable[..., tuple[Array, ...]]:
     interpreter = JaxInterpreter()
 
     def lowered(*inputs: Array) -> tuple[Array, ...]:
-        return interpreter.run_graph(graph, [jnp.asarray(x) for x in inputs])
+        arrays = [jnp.asarray(x) for x in inputs]
+        check_inputs(graph, arrays)  # at trace time: shapes are static
+        return interpreter.run_graph(graph, arrays)
 
     lowered.__doc__ = f"JAX function of tlir graph:\n{graph}"
     return lowered
@@ -151,6 +153,7 @@ class Compiled:
         return jax.make_jaxpr(self.function)(*inputs)
 
     def hlo(self, *inputs: Array) -> str:
+        """What XLA receives, as StableHLO text."""
         return self.jitted.lower(*inputs).as_text()
 
 

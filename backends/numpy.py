@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.interpreter import Interpreter, softmax, visibility
+from backends.interpreter import Interpreter, check_inputs, softmax, visibility
 from tlir import EinsumGraph, FlashSpec, LoweringError
 from tlir.spec import EinsumSpec
 
@@ -76,6 +76,8 @@ def _as_float64(x: Any) -> np.ndarray:
 def run(graph: EinsumGraph, *arrays: Any) -> tuple[np.ndarray, ...]:
     """Run `graph` on `arrays` (one per graph input, in order) in float64."""
     graph.validate()
+    inputs = [_as_float64(a) for a in arrays]
+    check_inputs(graph, inputs)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        results = NumpyInterpreter().run_graph(graph, [_as_float64(a) for a in arrays])
+        results = NumpyInterpreter().run_graph(graph, inputs)
     return tuple(np.asarray(r) for r in results)

@@ -8,6 +8,7 @@ intermediate stays printable. Inputs and outputs are the declared ones, or, when
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -40,7 +41,7 @@ class EinsumNode:
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", _indices(self.inputs, "inputs", self.spec))
         object.__setattr__(self, "outputs", _indices(self.outputs, "outputs", self.spec))
-        object.__setattr__(self, "attrs", tuple(sorted((str(k), str(v)) for k, v in self.attrs)))
+        object.__setattr__(self, "attrs", _attributes(self.attrs, self.spec))
         parsed = parse_spec(self.spec, self.kind)
         object.__setattr__(self, "parsed", parsed)
         object.__setattr__(self, "kind", parsed.kind)
@@ -141,6 +142,21 @@ class EinsumNode:
                 f"{len(self.inputs) - 1} inputs and return {parsed.carry}; "
                 f"found {body_in} inputs and {body_out} outputs"
             )
+
+
+_ATTRIBUTE = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
+def _attributes(pairs: Iterable[tuple[object, object]], spec: str) -> tuple[tuple[str, str], ...]:
+    """Sorted (key, value) pairs; both single words, so the text form can print them bare."""
+    result = tuple(sorted((str(k), str(v)) for k, v in pairs))
+    for key, value in result:
+        if not (_ATTRIBUTE.fullmatch(key) and _ATTRIBUTE.fullmatch(value)):
+            raise GraphError(
+                f"node {spec!r}: attribute {key}={value!r} must be words of letters, digits "
+                "and _ . + -"
+            )
+    return result
 
 
 def _indices(values: Iterable[int], what: str, spec: str) -> tuple[int, ...]:

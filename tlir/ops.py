@@ -27,7 +27,7 @@ class OpDef:
 
     name: str
     kind: str  # "elementwise" or "reduce"
-    arity: int  # -1: any number of operands (shape donors)
+    arity: int  # -1: any number of operands (shape donors); operands are counted from 0
     params: tuple[str, ...] = ()
     doc: str = ""
 
@@ -71,28 +71,28 @@ _ALL: list[OpDef] = [
         "elementwise",
         2,
         ("label", "size"),
-        "tile j of x along label (operand 2 is j); rows past the end read as 0",
+        "tile j of x along label (operand 1 is j); rows past the end read as 0",
     ),
     OpDef(
         "put_tile",
         "elementwise",
         3,
         ("label", "size"),
-        "x with tile j (operand 3) along label replaced by operand 2",
+        "x with tile j (operand 2) along label replaced by operand 1",
     ),
     OpDef(
         "crop",
         "elementwise",
         2,
         ("label",),
-        "x cut along label to the size that label has in operand 2 (not read)",
+        "x cut along label to the size that label has in operand 1 (not read)",
     ),
     OpDef(
         "attn_mask",
         "elementwise",
         4,
         ("bq", "bk", "left", "right"),
-        "visibility of key tile j (operand 4) to query tile i (operand 3), output `qk` of size "
+        "visibility of key tile j (operand 3) to query tile i (operand 2), output `qk` of size "
         "[bq, bk] (bq 0: all queries); query x sees key y iff y < Skv and "
         "x+o-left <= y <= x+o+right with o = Skv - Sq (inf: unbounded)",
     ),

@@ -76,6 +76,11 @@ def _rust_op(node: EinsumNode, index: int) -> dict[str, Any]:
     if isinstance(parsed, OpSpec) and not parsed.labelled:
         if node.kind == "reduce":
             return {"Reduce": {"op": parsed.op, "axes": list(parsed.args)}}
+        if len(node.inputs) not in (1, 2):
+            raise GraphError(
+                f"node {index} {node.spec!r}: the Rust crate has unary and binary elementwise "
+                f"ops only, found {len(node.inputs)} operands"
+            )
         arity_name = "ElemUnary" if len(node.inputs) == 1 else "ElemBinary"
         return {arity_name: {"op": node.spec}}
     return {"Einsum": {"spec": node.spec}}

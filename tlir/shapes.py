@@ -158,6 +158,9 @@ def flash_shapes(spec: FlashSpec, shapes: Sequence[Shape], where: str) -> list[S
         raise GraphError(f"{where}: the PRNG key operand must be a key, found {list(shapes[3])}")
     b, h, sq, _ = (sizes.sizes[label] for label in spec.q)
     g = sizes.sizes[spec.k[1]]
+    skv = sizes.sizes[spec.k[2]]
+    if sq < 1 or skv < 1:
+        raise GraphError(f"{where}: sequence lengths must be >= 1, found Sq={sq}, Skv={skv}")
     if spec.grouped and (g == 0 or h % g):
         raise GraphError(
             f"{where}: query heads {spec.q[1]!r}={h} must be a multiple of kv heads "

@@ -600,7 +600,7 @@ def parse_spec(text: str, kind: str | None = None) -> Spec:
     if kind in ("elementwise", "reduce", "loop"):
         spec = parse_op(text)
         if spec.kind != kind:
-            raise SpecError(f"spec {text!r}: is a {spec.kind} op, not {kind}")
+            raise SpecError(f"spec {text!r}: is an op of kind {spec.kind}, not {kind}")
         return spec
     if kind is None and _is_op_text(text):
         return parse_op(text)

@@ -259,7 +259,6 @@ FLASH_GQA = "flash_bhqd,bgkd,bgkv->bhqv_64_64"
     [
         (FLASH, [(2, 4, 5, 16), (2, 4, 9, 16), (2, 4, 9, 32)], [(2, 4, 5, 32)]),
         (FLASH, [(2, 4, 9, 16), (2, 4, 5, 16), (2, 4, 5, 32)], [(2, 4, 9, 32)]),
-        (FLASH, [(1, 1, 0, 8), (1, 1, 3, 8), (1, 1, 3, 8)], [(1, 1, 0, 8)]),
         (FLASH_GQA, [(2, 8, 5, 16), (2, 2, 7, 16), (2, 2, 7, 32)], [(2, 8, 5, 32)]),
         (FLASH_GQA, [(2, 8, 9, 16), (2, 1, 3, 16), (2, 1, 3, 32)], [(2, 8, 9, 32)]),
         (f"{FLASH}_lse", [(2, 4, 5, 16), (2, 4, 9, 16), (2, 4, 9, 32)],
@@ -269,10 +268,17 @@ FLASH_GQA = "flash_bhqd,bgkd,bgkv->bhqv_64_64"
         (f"{FLASH}_dropout0.1", [(2, 4, 5, 16), (2, 4, 9, 16), (2, 4, 9, 32), (2,)],
          [(2, 4, 5, 32)]),
     ],
-    ids=["sq<skv", "sq>skv", "sq=0", "gqa-sq<skv", "mqa-sq>skv", "lse", "causal-window", "dropout"],
+    ids=["sq<skv", "sq>skv", "gqa-sq<skv", "mqa-sq>skv", "lse", "causal-window", "dropout"],
 )  # fmt: skip
 def test_flash_shapes(spec, shapes, results):
     assert one_node(spec, shapes, results=len(results)) == results
+
+
+@pytest.mark.parametrize("sq, skv", [(0, 3), (3, 0)])
+def test_flash_needs_nonempty_sequences(sq, skv):
+    shapes = [(1, 1, sq, 8), (1, 1, skv, 8), (1, 1, skv, 8)]
+    with pytest.raises(GraphError, match=rf"sequence lengths must be >= 1, found Sq={sq}, Skv={skv}"):
+        one_node(FLASH, shapes)
 
 
 @pytest.mark.parametrize(

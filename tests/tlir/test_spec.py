@@ -496,8 +496,8 @@ INVALID = [
     ("sum(-1)", None, r"reduce axes must be non-negative integers"),
     ("sum(1.5)", None, r"reduce axes must be non-negative integers"),
     ("sum(a)", None, r"reduce axes must be non-negative integers"),
-    ("exp", "reduce", r"spec 'exp': is a elementwise op, not reduce"),
-    ("sum(1)", "loop", r"is a reduce op, not loop"),
+    ("exp", "reduce", r"spec 'exp': is an op of kind elementwise, not reduce"),
+    ("sum(1)", "loop", r"is an op of kind reduce, not loop"),
     ("loop(carry=x)", None, r"expected loop\(carry=<n>\)"),
     ("loop", "loop", r"expected loop\(carry=<n>\)"),
     # --- op arguments, by parameter
