@@ -11,7 +11,7 @@ import math
 from typing import Any, Callable, Sequence
 
 from tlir import EinsumGraph, EinsumNode, LoweringError, TlirError
-from tlir.shapes import infer_shapes, reshape_shape
+from tlir.shapes import infer_shapes, reshape_shape, tile_size
 from tlir.spec import CustomVjpSpec, EinsumSpec, FlashSpec, LoopSpec, OpSpec, ReshapeSpec, Term
 
 Array = Any
@@ -113,7 +113,6 @@ def tile_range(
     Unbounded sides give plain ints, so loops without a window keep static trip counts.
     """
     offset = skv - sq
-    bq = bq or sq
     if name == "first_kv_tile":
         if not math.isfinite(float(left)):
             return 0
@@ -294,18 +293,21 @@ class Interpreter:
         if name == "rsqrt_size":
             return 1.0 / math.sqrt(sizes[str(spec.args[0])])
         if name == "num_tiles":
-            return -(-sizes[str(spec.args[0])] // int(spec.args[1]))
+            extent = sizes[str(spec.args[0])]
+            return -(-extent // tile_size(int(spec.args[1]), extent))
         if name == "pad_tiles":
             x = align(xp, operands[0], inputs[0], out)
-            return self.pad(x, out.index(str(spec.args[0])), int(spec.args[1]))
+            axis = out.index(str(spec.args[0]))
+            return self.pad(x, axis, tile_size(int(spec.args[1]), x.shape[axis]))
         if name == "tile":
             x = align(xp, operands[0], inputs[0], out)
-            size = int(spec.args[1])
-            return self.tile(x, out.index(str(spec.args[0])), operands[1] * size, size)
+            axis = out.index(str(spec.args[0]))
+            size = tile_size(int(spec.args[1]), x.shape[axis])
+            return self.tile(x, axis, operands[1] * size, size)
         if name == "put_tile":
             x, tile = (align(xp, a, term, out) for a, term in zip(operands[:2], inputs))
-            size = int(spec.args[1])
-            return self.put_tile(x, out.index(str(spec.args[0])), operands[2] * size, tile)
+            axis = out.index(str(spec.args[0]))
+            return self.put_tile(x, axis, operands[2] * tile.shape[axis], tile)
         if name == "crop":
             x = align(xp, operands[0], inputs[0], out)
             label = str(spec.args[0])
@@ -315,7 +317,8 @@ class Interpreter:
         if name in TILE_RANGE_OPS:
             bq, bk, left, right = spec.args
             sq, skv = (x.shape[-2] for x in operands[:2])
-            return tile_range(xp, name, sq, skv, operands[2], int(bq), int(bk), left, right)
+            bq, bk = tile_size(int(bq), sq), tile_size(int(bk), skv)
+            return tile_range(xp, name, sq, skv, operands[2], bq, bk, left, right)
         if name == "dropout_keep":
             shape = [sizes[label] for label in out]
             return self.dropout_keep(operands[0], operands[3], operands[4], float(spec.args[0]), shape)
@@ -324,13 +327,14 @@ class Interpreter:
             query, key = out
             sq = sizes[query]
             skv = operands[1].shape[inputs[1].index(key)]
-            q_width = int(bq) or sq
-            if not (math.isfinite(float(left)) or math.isfinite(float(right))) and skv % int(bk) == 0:
-                # Every key of every tile in range exists: a constant mask the compiler folds away.
-                return xp.ones((q_width, int(bk)), dtype=bool)
+            bq, bk = tile_size(int(bq), sq), tile_size(int(bk), skv)
+            unbounded = not (math.isfinite(float(left)) or math.isfinite(float(right)))
+            if unbounded and sq % bq == 0 and skv % bk == 0:
+                # Every query and key of every tile in range exists: a constant mask that the
+                # compiler folds away.
+                return xp.ones((bq, bk), dtype=bool)
             return visibility(
-                xp, sq, skv, operands[2] * int(bq), q_width, operands[3] * int(bk), int(bk),
-                left, right,
+                xp, sq, skv, operands[2] * bq, bq, operands[3] * bk, bk, left, right
             )
         raise LoweringError(f"{self.name}: no implementation of op {name!r}")
 

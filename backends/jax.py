@@ -157,9 +157,12 @@ class Compiled:
         return self.jitted.lower(*inputs).as_text()
 
 
-# Block sizes for the XLA path, by platform. On a CPU, the spec's tiles (the seed's 128x128) keep
-# a score tile in cache: a loop over query tiles around the key-tile loop. On a GPU, a sequential
-# loop over query tiles starves the device: all query rows go at once, with wide key tiles.
+# Block sizes for the XLA path, by platform (measured in docs/benchmarks.md). On a CPU, the
+# spec's tiles (the seed's 128x128) keep a score tile in cache. On a GPU, small tiles starve the
+# device: 4096 query rows by 1024 keys per step keep it busy, still skip masked tiles, and keep
+# the backward's temporaries near 1 GiB at N = 16k. Tiles never exceed the sequence, so short
+# sequences are not padded.
+GPU_BLOCK_Q = 4096
 GPU_BLOCK_KV = 1024
 
 
@@ -168,7 +171,10 @@ def default_pipeline(platform: str | None = None) -> list:
     from passes import DEFAULT_PIPELINE, TileFlash
 
     platform = platform or jax.default_backend()
-    tile = TileFlash(block_q=0, block_kv=GPU_BLOCK_KV) if platform == "gpu" else TileFlash()
+    if platform == "gpu":
+        tile = TileFlash(block_q=GPU_BLOCK_Q, block_kv=GPU_BLOCK_KV)
+    else:
+        tile = TileFlash()
     return [tile, *(name for name in DEFAULT_PIPELINE if name != TileFlash.name)]
 
 

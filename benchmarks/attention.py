@@ -28,7 +28,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def flash_fn(n_heads: int, causal: bool, on_gpu: bool):
+def flash_fn(n_heads: int, causal: bool, on_gpu: bool, blocks: tuple[int, int] | None = None):
+    """tlir's compiled flash graph; `blocks` (block_q, block_kv) overrides the default tiles."""
     import passes
     import tlir
     from backends import jax as backend_jax
@@ -40,7 +41,11 @@ def flash_fn(n_heads: int, causal: bool, on_gpu: bool):
         tuple("bhqd"), tuple("bhkd"), tuple("bhkv"), tuple("bhqv"), 128, 128, causal=causal
     )
     graph.add_node(tlir.EinsumNode(spec, (q, k, v), (out,)))
-    compiled = backend_jax.compile(graph, backend_jax.default_pipeline())
+    if blocks is None:
+        pipeline = backend_jax.default_pipeline()
+    else:
+        pipeline = [passes.TileFlash(block_q=blocks[0], block_kv=blocks[1]), "dead-code"]
+    compiled = backend_jax.compile(graph, pipeline)
     lowered = compiled.function
     return lambda q, k, v: lowered(q, k, v)[0]
 
@@ -58,7 +63,7 @@ def naive(q, k, v, causal: bool):
     return jnp.einsum("bhqk,bhkv->bhqv", p, v, preferred_element_type=jnp.float32).astype(q.dtype)
 
 
-def implementations(on_gpu: bool, heads: int, causal: bool) -> dict:
+def implementations(on_gpu: bool, heads: int, causal: bool, variants: str = "") -> dict:
     import jax
     import jax.numpy as jnp
 
@@ -77,6 +82,9 @@ def implementations(on_gpu: bool, heads: int, causal: bool) -> dict:
         "naive_xla": lambda q, k, v: naive(q, k, v, causal),
         "jax_dpa_xla": dpa("xla"),
     }
+    for variant in filter(None, variants.split(",")):
+        block_q, block_kv = (int(x) for x in variant.split("x"))
+        impls[f"tlir_{variant}"] = flash_fn(heads, causal, on_gpu, (block_q, block_kv))
     if on_gpu:
         impls["jax_dpa_cudnn"] = dpa("cudnn")
         try:
@@ -126,7 +134,7 @@ def measure(args: argparse.Namespace, impl: str, n: int, causal: bool) -> dict:
     import jax
 
     on_gpu = jax.default_backend() == "gpu"
-    fn = implementations(on_gpu, args.heads, causal)[impl]
+    fn = implementations(on_gpu, args.heads, causal, args.tlir_blocks)[impl]
     if args.backward:
         fn = loss_grad(fn)
     jitted = jax.jit(fn)
@@ -195,6 +203,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--max-ref-n", type=int, default=4096)
     parser.add_argument("--impls", default=None, help="comma-separated subset")
+    parser.add_argument(
+        "--tlir-blocks", default="", help="extra tlir rows with other tiles, e.g. 0x512,1024x512"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args()
@@ -218,7 +229,7 @@ def main() -> None:
     )
     print("# " + " ".join(sys.argv))
     causals = {"both": [False, True], "yes": [True], "no": [False]}[args.causal]
-    names = list(implementations(on_gpu, args.heads, False))
+    names = list(implementations(on_gpu, args.heads, False, args.tlir_blocks))
     if args.impls:
         names = [name for name in names if name in args.impls.split(",")]
     rows = []

@@ -3,7 +3,9 @@
 Nodes are boxes labelled with their kind and spec (and attributes); graph inputs and outputs are
 small ellipses; every other tensor is the label of the edge that carries it. A loop node's body
 is drawn as a `subgraph cluster_*` next to it, joined to the loop box by a dashed edge, so nested
-loops show as nested clusters. The output is deterministic: ids follow node and tensor indices.
+loops show as nested clusters. A custom_vjp node gets two clusters, "body" (operands -> results)
+and "grad body" (operands, results, result cotangents -> operand cotangents), each with its own
+dashed edge. The output is deterministic: ids follow node and tensor indices.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ _KIND_STYLE = {
     "reduce": 'fillcolor="#f6e3d0"',
     "flash": 'fillcolor="#f6d0d0", penwidth=2',
     "loop": 'fillcolor="#d9f0d3", penwidth=2',
+    "custom_vjp": 'fillcolor="#e4d9f2", penwidth=2',
 }
+_BODY_COLOR = {"body": "#4a8a3c", "grad body": "#7a4a9a"}
 
 
 def escape(text: str) -> str:
@@ -32,7 +36,8 @@ def _shape_text(shape: Sequence[int]) -> str:
 
 
 def _node_label(node: EinsumNode, shapes: Mapping[int, Sequence[int]] | None) -> str:
-    lines = [node.spec] if node.kind == "loop" else [str(node.kind), node.spec]
+    spec_only = node.kind in ("loop", "custom_vjp")  # the spec names the kind
+    lines = [node.spec] if spec_only else [str(node.kind), node.spec]
     if node.attrs:
         lines.append(", ".join(f"{k}={v}" for k, v in node.attrs))
     if shapes is not None and all(t in shapes for t in node.outputs) and node.kind != "loop":
@@ -72,8 +77,16 @@ class _Writer:
                 depth,
                 f'{prefix}n{index} [label="{label}", shape=box, style="rounded,filled", {style}];',
             )
-            if node.body is not None:
-                self.cluster(node, index, prefix, depth)
+            if node.kind == "custom_vjp":
+                assert node.body is not None and node.grad_body is not None
+                self.cluster(node.body, f"{prefix}B{index}_", f"{prefix}n{index}", "body", depth)
+                grad = node.grad_body
+                self.cluster(grad, f"{prefix}G{index}_", f"{prefix}n{index}", "grad body", depth)
+            elif node.body is not None:
+                body = node.body
+                index_name = body.tensors[body.inputs[0]] if body.inputs else "j"
+                title = f"body of {node.spec}: {index_name} in [lo, hi)"
+                self.cluster(body, f"{prefix}L{index}_", f"{prefix}n{index}", "body", depth, title)
         for index, node in enumerate(graph.nodes):
             for position, t in enumerate(node.inputs):
                 if t in producer:
@@ -98,22 +111,31 @@ class _Writer:
             if t in producer:
                 self.emit(depth, f"{prefix}n{producer[t]} -> {prefix}out{t};")
 
-    def cluster(self, node: EinsumNode, index: int, prefix: str, depth: int) -> None:
-        assert node.body is not None
-        inner = f"{prefix}L{index}_"
-        body = node.body
-        index_name = body.tensors[body.inputs[0]] if body.inputs else "j"
-        title = f"body of {node.spec}: {index_name} in [lo, hi)"
-        self.emit(depth, f"subgraph cluster_{inner.rstrip('_')} {{")
-        self.emit(depth + 1, f'label="{escape(title)}"; labeljust=l; style="rounded,dashed";')
-        self.emit(depth + 1, 'color="#4a8a3c"; fontsize=10;')
+    def cluster(
+        self,
+        body: EinsumGraph,
+        inner: str,
+        owner: str,
+        role: str,
+        depth: int,
+        title: str | None = None,
+    ) -> None:
+        """`body` as a dashed cluster with ids prefixed `inner`, joined to the box `owner` by a
+        dashed edge labelled `role` ("body" or "grad body")."""
+        name = f"cluster_{inner.rstrip('_')}"
+        color = _BODY_COLOR[role]
+        self.emit(depth, f"subgraph {name} {{")
+        self.emit(
+            depth + 1, f'label="{escape(title or role)}"; labeljust=l; style="rounded,dashed";'
+        )
+        self.emit(depth + 1, f'color="{color}"; fontsize=10;')
         self.graph(body, inner, depth + 1, None)
         self.emit(depth, "}")
         anchor = f"{inner}t{body.inputs[0]}" if body.inputs else f"{inner}n0"
         self.emit(
             depth,
-            f'{prefix}n{index} -> {anchor} [style=dashed, color="#4a8a3c", '
-            f'lhead="cluster_{inner.rstrip("_")}", label="body", fontsize=9];',
+            f'{owner} -> {anchor} [style=dashed, color="{color}", lhead="{name}", '
+            f'label="{role}", fontsize=9];',
         )
 
 

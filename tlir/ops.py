@@ -11,6 +11,10 @@ The seed's unlabelled forms are accepted too: `softmax_k` (softmax over the last
 name such as `exp` from `EinsumNode.elem_unary`, and `sum(1,2)` from `EinsumNode.reduce`
 (positional arguments are the reduced axes). Unlabelled binary ops broadcast like numpy.
 
+Tile sizes (`tile`, `pad_tiles`, `num_tiles`, `attn_mask`, the tile-range ops) are never larger
+than the axis they tile: a size B on an axis of extent n < B means a single tile of n (and 0 means
+the whole axis), so short sequences are never padded up to a long tile.
+
 Backends implement every name listed here; `tests/backends` checks that none is missing.
 """
 

@@ -24,6 +24,12 @@ SCALAR_OPS = frozenset(
 )
 
 
+def tile_size(size: int, extent: int) -> int:
+    """A tile is never larger than the axis it tiles (so short sequences are not padded up to
+    a whole tile); size 0 means the whole axis."""
+    return max(1, min(size, extent) if size else extent)
+
+
 class _Sizes:
     """Label sizes of one node, with numpy's size-1 broadcasting where `broadcast` is set."""
 
@@ -221,13 +227,15 @@ def op_shape(spec: OpSpec, shapes: Sequence[Shape], where: str) -> Shape:
         if shapes[-1] != ():
             raise GraphError(f"{where}: the tile index must be a scalar, found {list(shapes[-1])}")
         if spec.op == "tile":
-            result[output.index(label)] = int(size)
+            at = output.index(label)
+            result[at] = tile_size(int(size), result[at])
     if spec.op == "pad_tiles":
         label, size = spec.args
         if label not in output:
             raise GraphError(f"{where}: the padded label {label!r} is not in the output")
         at = output.index(label)
-        result[at] = -(-result[at] // int(size)) * int(size)
+        tile = tile_size(int(size), result[at])
+        result[at] = -(-result[at] // tile) * tile
     return tuple(result)
 
 
@@ -240,8 +248,8 @@ def _mask_shape(spec: OpSpec, sizes: _Sizes, where: str) -> Shape:
         raise GraphError(
             f"{where}: attn_mask output `qk` takes q from operand 0 and k from operand 1"
         )
-    bq, bk = int(spec.args[0]), int(spec.args[1])
-    return (bq or sizes.sizes[query], bk)
+    sq, skv = sizes.sizes[query], sizes.sizes[key]
+    return (tile_size(int(spec.args[0]), sq), tile_size(int(spec.args[1]), skv))
 
 
 def _crop_shape(spec: OpSpec, shapes: Sequence[Shape], where: str) -> Shape:

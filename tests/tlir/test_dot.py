@@ -1,4 +1,5 @@
-"""`tlir.dot.to_dot`: deterministic DOT text, escaped labels, loop bodies as nested clusters."""
+"""`tlir.dot.to_dot`: deterministic DOT text, escaped labels, loop bodies as nested clusters,
+a custom_vjp node's body and grad body as two clusters."""
 
 from __future__ import annotations
 
@@ -52,14 +53,85 @@ def test_small_graph_golden() -> None:
     ]
 
 
-def test_loops_are_nested_clusters_and_output_is_deterministic() -> None:
+CUSTOM_VJP = """\
+graph(%a) -> (%b) {
+  %b = custom_vjp "custom_vjp" (%a) {
+    graph(%x) -> (%y) {
+      %y = elementwise "exp:i->i" (%x)
+    }
+  } grad {
+    graph(%x, %y, %dy) -> (%dx) {
+      %dx = elementwise "mul:i,i->i" (%y, %dy)
+    }
+  }
+}"""
+
+
+def test_custom_vjp_golden() -> None:
+    graph = tlir.parse_text(CUSTOM_VJP)
+    text = to_dot(graph, "g", shapes=tlir.infer_shapes(graph, {"a": (3,)}))
+    body = [line.strip() for line in text.splitlines()[5:-1]]
+    ellipse = 'shape=ellipse, style=filled, fillcolor="#ffffff", fontsize=10];'
+    result = 'shape=ellipse, peripheries=2, style=filled, fillcolor="#ffffff", fontsize=10];'
+    assert body == [
+        f't0 [label="a\\n[3]", {ellipse}',
+        (
+            'n0 [label="custom_vjp\\n[3]", shape=box, style="rounded,filled", '
+            'fillcolor="#e4d9f2", penwidth=2];'
+        ),
+        "subgraph cluster_B0 {",
+        'label="body"; labeljust=l; style="rounded,dashed";',
+        'color="#4a8a3c"; fontsize=10;',
+        f'B0_t0 [label="x", {ellipse}',
+        (
+            'B0_n0 [label="elementwise\\nexp:i->i", shape=box, style="rounded,filled", '
+            'fillcolor="#f4f4dc"];'
+        ),
+        "B0_t0 -> B0_n0;",
+        f'B0_out1 [label="y", {result}',
+        "B0_n0 -> B0_out1;",
+        "}",
+        'n0 -> B0_t0 [style=dashed, color="#4a8a3c", lhead="cluster_B0", label="body", fontsize=9];',
+        "subgraph cluster_G0 {",
+        'label="grad body"; labeljust=l; style="rounded,dashed";',
+        'color="#7a4a9a"; fontsize=10;',
+        f'G0_t0 [label="x", {ellipse}',
+        f'G0_t1 [label="y", {ellipse}',
+        f'G0_t2 [label="dy", {ellipse}',
+        (
+            'G0_n0 [label="elementwise\\nmul:i,i->i", shape=box, style="rounded,filled", '
+            'fillcolor="#f4f4dc"];'
+        ),
+        "G0_t1 -> G0_n0;",
+        "G0_t2 -> G0_n0;",
+        f'G0_out3 [label="dx", {result}',
+        "G0_n0 -> G0_out3;",
+        "}",
+        (
+            'n0 -> G0_t0 [style=dashed, color="#7a4a9a", lhead="cluster_G0", '
+            'label="grad body", fontsize=9];'
+        ),
+        "t0 -> n0;",
+        f'out1 [label="b\\n[3]", {result}',
+        "n0 -> out1;",
+    ]
+
+
+def test_tiled_flash_is_a_custom_vjp_with_nested_loop_clusters() -> None:
     lowered = PassManager().run(_flash_graph())
     text = to_dot(lowered)
     assert text == to_dot(lowered)
     clusters = re.findall(r"subgraph (cluster_\w+) \{", text)
-    assert len(clusters) == 2
-    outer, inner = sorted(clusters, key=len)
-    assert inner.startswith(outer + "_")  # the key-tile loop sits inside the query-tile loop
+    # body: the query-tile loop around the key-tile loop; grad body: key tiles around query tiles
+    assert len(clusters) == 6
+    body, grad = (
+        sorted(c for c in clusters if c.startswith(p)) for p in ("cluster_B", "cluster_G")
+    )
+    for outer, middle, inner in (body, grad):
+        assert middle.startswith(outer + "_L") and inner.startswith(middle + "_L")
+    assert f'lhead="{body[0]}", label="body"' in text
+    assert f'lhead="{grad[0]}", label="grad body"' in text
+    assert text.count('label="custom_vjp"') == 1
     assert text.count("{") == text.count("}")
     for cluster in clusters:
         assert f'lhead="{cluster}"' in text
