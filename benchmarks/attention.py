@@ -94,7 +94,10 @@ def implementations(on_gpu: bool, heads: int, causal: bool, variants: str = "") 
                 t = lambda x: jnp.swapaxes(x, 1, 2)  # noqa: E731
                 out = pallas_attention.mha(
                     t(q), t(k), t(v), None, sm_scale=1 / math.sqrt(q.shape[-1]), causal=causal,
-                    block_sizes=pallas_attention.BlockSizes(block_q=128, block_k=64),
+                    block_sizes=pallas_attention.BlockSizes(
+                        block_q=128, block_k=64, block_q_dkv=64, block_kv_dkv=64,
+                        block_q_dq=64, block_kv_dq=64,
+                    ),
                 )
                 return t(out)
 
