@@ -1,6 +1,8 @@
 """The JAX backend: `lower(graph)` returns a pure, jit-able, differentiable JAX function.
 
-Loop nodes become `jax.lax.fori_loop`; plain einsum nodes go through opt_einsum with its jax
+Loop nodes become `jax.lax.fori_loop` (a scan when both bounds are constants, a while loop when a
+bound depends on an enclosing loop's index: block skipping); custom_vjp nodes become
+`jax.custom_vjp` functions whose backward runs the node's grad body; plain einsum nodes go through opt_einsum with its jax
 backend, the contraction path planned once per operand shapes (at trace time, cached); einsums
 with `acc=float32` use `jnp.einsum(..., preferred_element_type=float32)` so bf16/fp16 inputs
 accumulate in float32; reshape, elementwise and reduce nodes use jax.numpy. `compile(graph)` runs
@@ -111,8 +113,9 @@ def _flash_nodes(graph: EinsumGraph, where: str = "") -> list[str]:
     for index, node in enumerate(graph.nodes):
         if node.kind == "flash":
             found.append(f"{where}node {index} {node.spec!r}")
-        if node.body is not None:
-            found += _flash_nodes(node.body, f"{where}node {index} body: ")
+        for role, body in (("body", node.body), ("grad body", node.grad_body)):
+            if body is not None:
+                found += _flash_nodes(body, f"{where}node {index} {role}: ")
     return found
 
 

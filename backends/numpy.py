@@ -67,6 +67,11 @@ class NumpyInterpreter(Interpreter):
 
 
 def _as_float64(x: Any) -> np.ndarray:
+    if "key<" in str(getattr(x, "dtype", "")):
+        # A typed JAX PRNG key (so JAX is loaded already): its raw data seeds numpy's masks.
+        import jax
+
+        x = jax.random.key_data(x)
     array = np.asarray(x)
     if array.dtype.kind in "fc" or array.dtype.name in ("bfloat16",):
         return array.astype(np.float64)

@@ -206,8 +206,8 @@ class TileFlash:
     """Rewrite every flash node into explicit tiled loops.
 
     `block_q` and `block_kv` override the spec's Bq and Bc; `block_q=0` drops the query loop
-    and processes all query rows at once (the better schedule on a GPU, where a sequential loop
-    over query tiles leaves the device idle, unless causal block skipping pays for it).
+    and processes all query rows at once (no causal block skipping then, but no sequential
+    steps either). backends.jax.default_pipeline() picks tiles per platform.
     """
 
     block_q: int | None = None

@@ -22,7 +22,8 @@ from tlir.spec import CustomVjpSpec, FlashSpec, LoopSpec, OpSpec, Spec, parse_sp
 class EinsumNode:
     """One operation: a spec, the tensors it reads and the tensors it writes.
 
-    `kind` is one of "einsum", "reshape", "elementwise", "reduce", "flash", "loop"; it follows
+    `kind` is one of "einsum", "reshape", "elementwise", "reduce", "flash", "loop",
+    "custom_vjp"; it follows
     from the spec, except that the seed's constructors (`elem_unary`, ...) name it, which
     resolves texts such as `exp` that are also valid einsums. A loop node carries its `body`;
     a custom_vjp node its `body` and its derivative, `grad_body`.

@@ -197,6 +197,10 @@ def op_shape(spec: OpSpec, shapes: Sequence[Shape], where: str) -> Shape:
     inputs_labels = {label for term in spec.inputs for label in term}
     output = spec.output
     opdef = ops.OPS[spec.op]
+    if spec.op in ("tile", "pad_tiles", "num_tiles", "put_tile"):
+        label = str(spec.args[0])
+        if label in sizes.sizes and sizes.sizes[label] == 0:
+            raise GraphError(f"{where}: cannot tile the empty axis {label!r}")
     if spec.op == "attn_mask":
         return _mask_shape(spec, sizes, where)
     if spec.op == "crop":
