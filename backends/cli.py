@@ -4,14 +4,18 @@
     tlir compile FILE [--pipeline tile-flash,dead-code] [--print-after-all] [--print-changes]
                  [--print-diff] [--timing] [--emit ir|jaxpr|hlo|python] [--shape ...] [--explain]
     tlir run FILE --shape Q=1x64x64 ... [--backend jax|numpy] [--seed N] [--dtype float32]
+             [--pipeline ...]
     tlir dot FILE -o OUT.dot|.svg|.png [--after tile-flash]
     tlir demo [--seq 2048] [--d-model 512] [--heads 8] [--no-causal] [--batch 1]
 
 FILE is tlir JSON, the Rust crate's JSON (content starting with '{') or the text IR; `-` reads
 stdin. A pipeline is a comma-separated list of pass names, each optionally with options, as in
-`tile-flash{block_q=0,block_kv=256}`. Bad input prints one line `tlir: error: ...` and exits
-with 2 (a bad command line) or 1 (anything else). JAX is imported only by the verbs that run or
-emit jaxpr/hlo, so `tlir show` stays fast.
+`tile-flash{block_q=0,block_kv=256}`; without --pipeline, `compile` and `run` use
+`backends.jax.default_pipeline()`, the default of `backends.jax.compile` on JAX's default
+platform. A PRNG key input (the key operand of a dropout flash node) needs no --shape: `run`
+makes it from --seed. Bad input prints one line `tlir: error: ...` and exits with 2 (a bad
+command line) or 1 (anything else). JAX is imported only by the verbs that run, emit jaxpr/hlo
+or pick the default pipeline, so `tlir show` stays fast.
 """
 
 from __future__ import annotations
@@ -30,9 +34,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import tlir
-from passes import PASSES, PassManager
-from passes.registry import DEFAULT_PIPELINE, Pass
-from tlir import EinsumGraph, TlirError
+from passes import PASSES, PassManager, make_pass
+from passes.registry import Pass
+from tlir import EinsumGraph, FlashSpec, OpSpec, TlirError
 
 Shape = tuple[int, ...]
 DTYPES = ("float32", "bfloat16", "float16")
@@ -90,24 +94,63 @@ def load_graph(path: str) -> EinsumGraph:
     return graph
 
 
+def _key_tensors(graph: EinsumGraph) -> set[int]:
+    """Tensors of `graph` that some node reads as a PRNG key (see `key_inputs`)."""
+    keys: set[int] = set()
+    for node in graph.nodes:
+        spec = node.parsed
+        if isinstance(spec, FlashSpec) and spec.dropout > 0:
+            keys.add(node.inputs[3])
+        elif isinstance(spec, OpSpec) and spec.op == "dropout_keep":
+            keys.add(node.inputs[0])
+        elif node.body is not None:
+            # a loop's body reads (j, invariants, carried) for the operands after lo and hi
+            first = 2 if node.kind == "loop" else 0
+            skip = 1 if node.kind == "loop" else 0
+            for body in (node.body, node.grad_body):
+                if body is None:
+                    continue
+                inner = _key_tensors(body)
+                params = body.inputs[skip:]
+                keys.update(t for t, p in zip(node.inputs[first:], params) if p in inner)
+    return keys
+
+
+def key_inputs(graph: EinsumGraph) -> list[int]:
+    """The graph inputs that are PRNG keys: the 4th operand of a dropout flash node, or the key
+    operand of a dropout_keep op (after tile-flash), followed through loop and custom_vjp bodies."""
+    keys = _key_tensors(graph)
+    return [t for t in graph.inputs if t in keys]
+
+
 def input_shapes(
     graph: EinsumGraph, pairs: Sequence[tuple[str, Shape]] | None, require_all: bool
 ) -> dict[int, Shape] | None:
-    """--shape NAME=DIMS pairs as {input tensor: shape}; None when none were given."""
+    """--shape NAME=DIMS pairs as {input tensor: shape}; None when none were given.
+
+    PRNG key inputs take no --shape: they are typed keys of shape [] (added when shapes are)."""
     if not pairs and not require_all:
         return None
     by_name: dict[str, int] = {}
     for t in graph.inputs:
         by_name.setdefault(graph.tensors[t], t)
     listed = ", ".join(by_name) or "none"
-    shapes: dict[int, Shape] = {}
+    keys = key_inputs(graph)
+    shapes: dict[int, Shape] = {t: () for t in keys}
+    given: set[str] = set()
     for name, shape in pairs or ():
         if name not in by_name:
             raise UsageError(
                 f"--shape {name}: the graph has no input {name!r}; its inputs: {listed}"
             )
-        if by_name[name] in shapes:
+        if by_name[name] in keys:
+            raise UsageError(
+                f"--shape {name}: {name} is a PRNG key input (a dropout key), which takes no "
+                "--shape; `tlir run` makes it from --seed"
+            )
+        if name in given:
             raise UsageError(f"--shape {name} is given twice")
+        given.add(name)
         shapes[by_name[name]] = shape
     missing = [name for name, t in by_name.items() if t not in shapes]
     if missing:
@@ -149,9 +192,15 @@ def _option_value(text: str) -> Any:
 
 
 def parse_pipeline(text: str | None, flag: str = "--pipeline") -> list[Pass]:
-    """`a,b{key=value,...}` -> pass objects; unknown names and options are usage errors."""
+    """`a,b{key=value,...}` -> pass objects; unknown names and options are usage errors.
+
+    None: `backends.jax.default_pipeline()`, what `backends.jax.compile` runs on this platform
+    (importing JAX to ask for the platform)."""
     if text is None:
-        text = ",".join(DEFAULT_PIPELINE)
+        from backends import jax as jax_backend
+
+        default = jax_backend.default_pipeline()
+        return [make_pass(p) if isinstance(p, str) else p for p in default]
     result = []
     for item in _split_pipeline(text):
         match = re.fullmatch(r"([A-Za-z0-9_-]+)(?:\{(.*)\})?", item)
@@ -189,11 +238,34 @@ def _make_pass(name: str, options: dict[str, Any], flag: str) -> Pass:
         raise UsageError(f"{flag}: {error}") from None
 
 
-def _random_inputs(graph: EinsumGraph, shapes: Mapping[int, Shape], seed: int) -> list[Any]:
+def _key_data(seed: int) -> Any:
+    """The raw uint32[2] data of `jax.random.key(seed)`, as a numpy array."""
+    import jax
+    import numpy as np
+
+    return np.asarray(jax.random.key_data(jax.random.key(seed)))
+
+
+def _random_inputs(
+    graph: EinsumGraph, shapes: Mapping[int, Shape], seed: int, backend: str
+) -> list[Any]:
+    """Random normal float32 arrays, and for PRNG key inputs the key of `seed`: a typed
+    `jax.random.key(seed)` for JAX, its raw uint32[2] data for numpy."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    return [rng.standard_normal(shapes[t], dtype=np.float32) for t in graph.inputs]
+    keys = key_inputs(graph)
+    arrays: list[Any] = []
+    for t in graph.inputs:
+        if t not in keys:
+            arrays.append(rng.standard_normal(shapes[t], dtype=np.float32))
+        elif backend == "jax":
+            import jax
+
+            arrays.append(jax.random.key(seed))
+        else:
+            arrays.append(_key_data(seed))
+    return arrays
 
 
 def _jax_dtype(name: str) -> Any:
@@ -276,7 +348,12 @@ def _emit(
     from backends.jax import Compiled
 
     compiled = Compiled(graph, lowered, manager.trace)
-    specs = [jax.ShapeDtypeStruct(shapes[t], _jax_dtype(dtype)) for t in lowered.inputs]
+    keys = key_inputs(lowered)
+    key_type = jax.ShapeDtypeStruct((), jax.random.key(0).dtype)
+    specs = [
+        key_type if t in keys else jax.ShapeDtypeStruct(shapes[t], _jax_dtype(dtype))
+        for t in lowered.inputs
+    ]
     if emit == "jaxpr":
         return str(compiled.jaxpr(*specs))
     return compiled.hlo(*specs)
@@ -289,18 +366,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     shapes = input_shapes(graph, args.shape, require_all=True)
     assert shapes is not None
     all_shapes(graph, shapes)
-    arrays = _random_inputs(graph, shapes, args.seed)
+    arrays = _random_inputs(graph, shapes, args.seed, args.backend)
     if args.backend == "numpy":
         from backends import numpy as numpy_backend
 
+        run_graph = _numpy_graph(graph, args.pipeline)
+        keys = key_inputs(graph)
         if args.dtype == "bfloat16":
             import ml_dtypes
 
-            arrays = [a.astype(ml_dtypes.bfloat16) for a in arrays]
+            dtype: Any = ml_dtypes.bfloat16
         else:
-            arrays = [a.astype(args.dtype) for a in arrays]
+            dtype = args.dtype
+        arrays = [a if t in keys else a.astype(dtype) for t, a in zip(graph.inputs, arrays)]
         start = time.perf_counter()
-        outputs = numpy_backend.run(graph, *arrays)
+        outputs = numpy_backend.run(run_graph, *arrays)
         timing = f"wall time: {(time.perf_counter() - start) * 1e3:.1f} ms (numpy, float64)"
     else:
         timing, outputs = _run_jax(graph, arrays, args)
@@ -315,6 +395,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _numpy_graph(graph: EinsumGraph, pipeline: str | None) -> EinsumGraph:
+    """The graph the numpy backend runs: the original one, or the --pipeline's result."""
+    if pipeline is not None:
+        return PassManager(parse_pipeline(pipeline)).run(graph)
+    dropout = [
+        node.spec
+        for node in graph.nodes
+        if isinstance(node.parsed, FlashSpec) and node.parsed.dropout > 0
+    ]
+    if dropout:
+        raise CliError(
+            f"the numpy backend computes flash nodes directly and has no dropout ({dropout[0]!r}); "
+            "run the tiled graph with --pipeline tile-flash (its dropout masks then come from "
+            "numpy's generator, not JAX's)"
+        )
+    return graph
+
+
 def _run_jax(graph: EinsumGraph, arrays: list[Any], args: argparse.Namespace) -> tuple[str, Any]:
     import jax
     import jax.numpy as jnp
@@ -324,7 +422,11 @@ def _run_jax(graph: EinsumGraph, arrays: list[Any], args: argparse.Namespace) ->
     manager = PassManager(parse_pipeline(args.pipeline))
     lowered = manager.run(graph)
     compiled = Compiled(graph, lowered, manager.trace)
-    inputs = [jnp.asarray(a, dtype=_jax_dtype(args.dtype)) for a in arrays]
+    keys = key_inputs(graph)
+    inputs = [
+        a if t in keys else jnp.asarray(a, dtype=_jax_dtype(args.dtype))
+        for t, a in zip(graph.inputs, arrays)
+    ]
     start = time.perf_counter()
     outputs = jax.block_until_ready(compiled(*inputs))
     first = time.perf_counter() - start
@@ -403,6 +505,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------ parser
 
+DEFAULT_HELP = (
+    "backends.jax.default_pipeline() for JAX's default platform: tile-flash,dead-code on a CPU, "
+    "with the GPU tile sizes of backends.jax on a GPU"
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tlir", description="The tlir einsum-graph compiler.")
@@ -433,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument(
         "--pipeline",
         metavar="PASSES",
-        help=f"comma-separated passes (default: {','.join(DEFAULT_PIPELINE)}); "
+        help=f"comma-separated passes (default: {DEFAULT_HELP}); "
         f"available: {', '.join(sorted(PASSES))}",
     )
     compile_.add_argument("--print-after-all", action="store_true", help="IR after every pass")
@@ -457,11 +564,25 @@ def build_parser() -> argparse.ArgumentParser:
     run = verb("run", cmd_run, "run a graph on random normal inputs and print checksums")
     file_and_shapes(run)
     run.add_argument("--backend", choices=("jax", "numpy"), default="jax", help="default jax")
-    run.add_argument("--seed", type=int, default=0, help="numpy default_rng seed (default 0)")
+    run.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the random inputs (numpy default_rng) and of a dropout key (default 0)",
+    )
     run.add_argument("--dtype", choices=DTYPES, default="float32", help="input dtype")
-    run.add_argument("--pipeline", metavar="PASSES", help="passes before the jax backend")
+    run.add_argument(
+        "--pipeline",
+        metavar="PASSES",
+        help=f"passes to run first (jax default: {DEFAULT_HELP}; numpy default: none, the "
+        "flash nodes computed directly in float64)",
+    )
 
-    dot = verb("dot", cmd_dot, "draw the graph with Graphviz (loop bodies as clusters)")
+    dot = verb(
+        "dot",
+        cmd_dot,
+        "draw the graph with Graphviz (loop bodies, custom_vjp bodies and grad bodies as clusters)",
+    )
     file_and_shapes(dot)
     dot.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.dot, .svg or .png")
     dot.add_argument("--after", metavar="PASSES", help="draw the graph after these passes")

@@ -1,7 +1,9 @@
 """`tlir demo` (and `make demo`): flash attention from graph to tiled JAX loop, checked and timed.
 
-Steps: build the seed's flash-attention graph; run the pass pipeline, printing the IR after each
-pass; jit the tiled graph and naive attention (einsum + softmax + einsum) with JAX; compute a
+Steps: build the seed's flash-attention graph; run the pass pipeline that `backends.jax.compile`
+runs on this platform, printing the IR after tile-flash in full (one custom_vjp node: the tiled
+forward loops and, as its grad body, the backward loops) and a one-line summary after the other
+passes; jit the tiled graph and naive attention (einsum + softmax + einsum) with JAX; compute a
 float64 reference with `backends.numpy` on the original graph (the flash node computed
 directly); compare, then print time (median of a few runs after a warm-up) and peak memory side
 by side. Peak memory is the rise of the peak resident set over one execution: reset the peak by
@@ -23,7 +25,7 @@ from typing import Any, TextIO
 import numpy as np
 
 import tlir
-from passes import PassManager
+from passes import PassManager, TileFlash
 from tlir import EinsumGraph, LoweringError
 
 
@@ -118,16 +120,18 @@ def run_demo(config: DemoConfig, out: TextIO = sys.stdout) -> int:
     shapes = tlir.infer_shapes(graph, {"Q": shape, "K": shape, "V": shape})
     print(tlir.format_graph(graph, shapes=shapes), file=out)
 
-    step(2, "running the pass pipeline (IR after each pass)")
-    manager = PassManager(print_after_all=True, stream=out)
+    import jax
+
+    from backends.jax import Compiled, default_pipeline
+    from backends.reference import naive_attention
+
+    step(2, f"running the pass pipeline of backends.jax.compile on {jax.default_backend()}")
+    manager = PassManager(default_pipeline())
     lowered = manager.run(graph)
+    _print_passes(manager, out)
     print(manager.timing_table(), file=out)
 
     step(3, "compiling with JAX (jit): the tiled graph and naive attention")
-    import jax
-
-    from backends.jax import Compiled
-    from backends.reference import naive_attention
 
     rng = np.random.default_rng(config.seed)
     host = [rng.standard_normal(shape, dtype=np.float32) for _ in range(3)]
@@ -182,6 +186,37 @@ def run_demo(config: DemoConfig, out: TextIO = sys.stdout) -> int:
     if device.platform != "cpu":
         print(f"(peak memory is host memory; the arrays live on {device.platform})", file=out)
     return _verdict(results, reference, out, time.perf_counter() - started)
+
+
+def _count(graph: EinsumGraph, kinds: dict[str, int]) -> int:
+    """Nodes of `graph` and of every body and grad body in it; counts by kind into `kinds`."""
+    total = 0
+    for node in graph.nodes:
+        total += 1
+        kinds[node.kind or "?"] = kinds.get(node.kind or "?", 0) + 1
+        for body in (node.body, node.grad_body):
+            if body is not None:
+                total += _count(body, kinds)
+    return total
+
+
+def _print_passes(manager: PassManager, out: TextIO) -> None:
+    """The IR after tile-flash in full; after any other pass, one summary line (the tiled IR is
+    long, and those passes change little of it)."""
+    for record in manager.trace:
+        status = "" if record.changed else " (unchanged)"
+        print(f"// ----- IR after {record.name}{status} -----", file=out)
+        if record.name == TileFlash.name:
+            print(record.graph, file=out)
+            continue
+        kinds: dict[str, int] = {}
+        total = _count(record.graph, kinds)
+        listed = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        print(
+            f"// {len(record.graph.nodes)} top-level node(s), {total} in all ({listed})"
+            + ("" if record.changed else "; the same IR as above"),
+            file=out,
+        )
 
 
 def _float64_reference(graph: EinsumGraph, host: list[np.ndarray]) -> tuple[np.ndarray, ...]:

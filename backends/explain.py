@@ -1,19 +1,39 @@
-"""`tlir compile --explain`: for each flash node, whether tile-flash rewrites it, and why.
+"""`tlir compile --explain`: for each flash node, whether tile-flash rewrites it, how, and why.
 
 The answer comes from the node's `FlashSpec` fields and from running the pass's own pattern
-(`FlashToLoop.match`) on the node, so a refusal is reported in the pass's words.
+(`FlashToLoop.match`) on the node, so a refusal is reported in the pass's words. Trip counts
+with block skipping come from the same `tile_range` that the backends run.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
+from backends.interpreter import tile_range
 from passes import FlashToLoop, TileFlash
 from passes.registry import Pass
 from tlir import EinsumGraph, EinsumNode, FlashSpec, OpSpec, TlirError
+from tlir.shapes import tile_size
 
 Shape = tuple[int, ...]
+
+
+def describe_pipeline(pipeline: Sequence[Pass]) -> str:
+    """`tile-flash{block_q=0,block_kv=1024},dead-code`: names with the options that are set."""
+    items = []
+    for pass_ in pipeline:
+        fields = dataclasses.fields(pass_) if dataclasses.is_dataclass(pass_) else ()
+        values = [
+            (f.name, getattr(pass_, f.name)) for f in fields if getattr(pass_, f.name) != f.default
+        ]
+        options = [f"{name}={value}" for name, value in values]
+        items.append(pass_.name + (f"{{{','.join(options)}}}" if options else ""))
+    return ",".join(items) or "no passes"
 
 
 def _yes(flag: bool) -> str:
@@ -34,23 +54,46 @@ def _tiles(size: int, tile: int) -> int:
     return -(-size // tile)
 
 
+def _visited_pairs(sq: int, skv: int, bq: int, bk: int, spec: FlashSpec) -> int:
+    """(query tile, key tile) pairs that the forward's key loops visit, with block skipping;
+    `bq` and `bk` are the tile sizes after `tile_size`."""
+    left, right = (math.inf if side is None else side for side in spec.visible_window())
+    total = 0
+    for i in range(_tiles(sq, bq)):
+        bounds = [
+            int(tile_range(np, name, sq, skv, i, bq, bk, left, right))
+            for name in ("first_kv_tile", "end_kv_tile")
+        ]
+        total += max(bounds[1] - bounds[0], 0)
+    return total
+
+
 def _schedule(
     spec: FlashSpec,
     tile_flash: TileFlash,
     operand_shapes: Sequence[Shape] | None,
+    key: str | None,
 ) -> list[str]:
-    """How the rewrite tiles this node: loops, tiles, masks, and trip counts when shapes are known."""
+    """How the rewrite tiles this node: loops, tiles, masks, skipping, backward and dropout,
+    with trip counts when shapes are known."""
     block_q = spec.block_q if tile_flash.block_q is None else tile_flash.block_q
     block_kv = tile_flash.block_kv or spec.block_kv
     if block_q == 0:
         loops = f"one key-tile loop (Bc={block_kv}) over all query rows at once"
+        back = f"a key-tile loop (Bc={block_kv}) over all query rows at once"
     else:
         loops = f"a query-tile loop (Bq={block_q}) around a key-tile loop (Bc={block_kv})"
+        back = f"a key-tile loop (Bc={block_kv}) around a query-tile loop (Bq={block_q})"
     lines = [
         (
-            f"rewritten by tile-flash into {loops}, carrying (acc, max, sum) in float32 "
-            "(online softmax, FlashAttention-2 Alg. 1); out = acc / sum after the loop"
-        )
+            "rewritten by tile-flash into one custom_vjp node: its body is the tiled forward, "
+            "its grad body the tiled backward (what jax.grad runs)"
+        ),
+        (
+            f"forward: {loops}, carrying (acc, max, sum) in float32 (online softmax, "
+            "FlashAttention-2 Alg. 1); out = acc / sum after the loop; the row logsumexp is "
+            "kept for the backward"
+        ),
     ]
     masks = []
     left, right = spec.visible_window()
@@ -60,22 +103,56 @@ def _schedule(
         masks.append(f"window: left {left}, right {right} keys around the diagonal")
     if operand_shapes is None:
         masks.append(f"the padded tail of the keys, if Skv is not a multiple of {block_kv}")
-    elif operand_shapes[1][2] % block_kv:
-        masks.append("the padded tail of the keys")
+    else:
+        sq, skv = operand_shapes[0][2], operand_shapes[1][2]
+        if skv % tile_size(block_kv, skv):
+            masks.append("the padded tail of the keys")
+        if sq % tile_size(block_q, sq):
+            masks.append("the padded tail of the queries")
     lines.append("masks: " + ("; ".join(masks) or "none (every key is visible)"))
+    if left is None and right is None:
+        lines.append("block skipping: none (every query tile sees every key tile)")
+    else:
+        lines.append(
+            "block skipping: the key loop of query tile i runs over first_kv_tile..end_kv_tile "
+            "only (the key tiles it can see); in the backward, the query loop of key tile j "
+            "over first_q_tile..end_q_tile"
+        )
+    lines.append(
+        f"backward (grad body): {back}, recomputing the scores from q, k and the saved "
+        "logsumexp (FlashAttention-2 Alg. 2): O(N) memory, no score matrix kept"
+    )
+    if spec.dropout > 0:
+        operand = f"%{key}" if key is not None else "the 4th operand"
+        lines.append(
+            f"dropout p={spec.dropout:g}: {operand} (a PRNG key: jax.random.key or raw "
+            "uint32[2]) seeds one keep mask per (query tile, key tile), dropout_keep(key, i, j); "
+            f"kept probabilities are scaled by 1/(1-p); the backward redraws the same masks, "
+            "and the key gets no cotangent"
+        )
     if spec.grouped:
         lines.append("grouped-query: q is reshaped to [b,g,r,q,d]; K and V are never repeated")
     if spec.lse:
         lines.append("also writes the row logsumexp (the second result)")
     if operand_shapes is not None:
         sq, skv = operand_shapes[0][2], operand_shapes[1][2]
-        kv_tiles = _tiles(skv, block_kv)
+        bq, bk = tile_size(block_q, sq), tile_size(block_kv, skv)  # never longer than the axis
+        kv_tiles, q_tiles = _tiles(skv, bk), _tiles(sq, bq)
         trips = f"Skv={skv}: {kv_tiles} key tile(s)"
-        if skv % block_kv:
-            trips += f" (K, V padded {skv} -> {kv_tiles * block_kv}, the tail masked)"
+        if bk < block_kv:
+            trips += f" (one of {skv} keys: Bc={block_kv} is longer)"
+        if skv % bk:
+            trips += f" (K, V padded {skv} -> {kv_tiles * bk}, the tail masked)"
         if block_q:
-            trips = f"Sq={sq}: {_tiles(sq, block_q)} query tile(s); " + trips
+            cut = f" (one of {sq} rows: Bq={block_q} is longer)" if bq < block_q else ""
+            trips = f"Sq={sq}: {q_tiles} query tile(s){cut}; " + trips
         lines.append(trips)
+        if left is not None or right is not None:
+            visited = _visited_pairs(sq, skv, bq, bk, spec)
+            lines.append(
+                f"the forward visits {visited} of {q_tiles * kv_tiles} (query tile, key tile) "
+                "pair(s)"
+            )
     return lines
 
 
@@ -92,7 +169,7 @@ def _verdict(
     lines = [f"node {index} flash {spec.text!r} -> %{result}", f"  fields: {describe_fields(spec)}"]
     tile_flash = next((p for p in pipeline if isinstance(p, TileFlash)), None)
     if tile_flash is None:
-        names = ", ".join(p.name for p in pipeline) or "empty"
+        names = describe_pipeline(pipeline)
         lines.append(f"  not rewritten: the pipeline ({names}) does not run tile-flash")
         return lines
     try:
@@ -103,26 +180,30 @@ def _verdict(
     operand_shapes = None
     if shapes is not None and all(t in shapes for t in node.inputs[:2]):
         operand_shapes = [shapes[t] for t in node.inputs[:2]]
-    lines += ["  " + line for line in _schedule(spec, tile_flash, operand_shapes)]
+    key = graph.tensors[node.inputs[3]] if len(node.inputs) > 3 else None
+    lines += ["  " + line for line in _schedule(spec, tile_flash, operand_shapes, key)]
     return lines
 
 
 def _count(graph: EinsumGraph, kind: str) -> int:
+    """Nodes of `kind` in `graph`, in loop bodies and custom_vjp bodies and grad bodies too."""
     total = 0
     for node in graph.nodes:
         total += node.kind == kind
-        if node.body is not None:
-            total += _count(node.body, kind)
+        for body in (node.body, node.grad_body):
+            if body is not None:
+                total += _count(body, kind)
     return total
 
 
 def _after(graph: EinsumGraph, pipeline: Sequence[Pass], lowered: EinsumGraph) -> str:
-    names = ", ".join(p.name for p in pipeline) or "no passes"
+    names = describe_pipeline(pipeline)
     before, after = _count(graph, "flash"), _count(lowered, "flash")
-    loops = _count(lowered, "loop")
+    regions, loops = _count(lowered, "custom_vjp"), _count(lowered, "loop")
     return (
         f"after the pipeline ({names}): {before} flash node(s) before, {after} left; "
-        f"{loops} loop node(s) in all (nested ones counted)"
+        f"{regions} custom_vjp node(s), {loops} loop node(s) in all (nested ones, forward and "
+        "backward, counted)"
     )
 
 

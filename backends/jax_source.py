@@ -3,14 +3,19 @@
 `render(graph)` returns the source of a module defining `graph(*inputs) -> tuple`, one line per
 node in the order the JAX backend runs them, e.g.
 
-    flash_attn_output_scores = jnp.einsum("bhqd,bhkd->bhqk", q_tile, k_tile,
-                                          preferred_element_type=jnp.float32)
-    (acc, max_, sum_) = lax.fori_loop(lo, hi, step_acc, (acc0, max0, sum0))
+    scores = jnp.einsum("bhqd,bhkd->bhqk", q_tile, k_tile, preferred_element_type=jnp.float32)
+    hi_2 = end_kv_tile(q.shape[-2], k.shape[-2], i, 32, 16, 0)
+    (acc, max_, sum_) = lax.fori_loop(jnp.int32(lo_2), jnp.int32(hi_2), step_acc, (acc0, ...))
 
-Loop bodies become nested `def`s that close over the loop's invariants. Ops that are more than
-one jnp call (tiles, the attention mask, masked softmax) call small helpers printed at the top,
-written to match `backends/interpreter.py`. The text is executable and tested against the JAX
-backend. This module renders text only; it never imports JAX.
+Loop bodies become nested `def`s that close over the loop's invariants; a loop whose bounds may
+be traced values (block skipping) converts both to int32, as the JAX backend does, and becomes a
+while loop. A custom_vjp node becomes a nested `@jax.custom_vjp def region_<result>(...)` (its
+body), with `region_<result>.defvjp(fwd, bwd)`: the forward saves the operands and results, the
+backward is the grad body, and operands that are not floating point (a PRNG key) get None.
+Ops that are more than one jnp call (tiles, the attention mask, tile bounds, dropout masks,
+masked softmax) call small helpers printed at the top, written to match
+`backends/interpreter.py` and `backends/jax.py`. The text is executable and tested against the
+JAX backend. This module renders text only; it never imports JAX.
 """
 
 from __future__ import annotations
@@ -18,19 +23,25 @@ from __future__ import annotations
 import ast
 import builtins
 import keyword
+import math
 import re
 from collections.abc import Mapping, Sequence
 
 from tlir import EinsumGraph, EinsumNode, LoweringError, TlirError, infer_shapes
-from tlir.spec import EinsumSpec, FlashSpec, LoopSpec, OpSpec, ReshapeSpec, Term
+from tlir.spec import CustomVjpSpec, EinsumSpec, FlashSpec, LoopSpec, OpSpec, ReshapeSpec, Term
 
 Shape = tuple[int, ...]
 
 HELPERS: dict[str, str] = {
+    "tile_size": '''
+def tile_size(size, extent):
+    """A tile is never larger than the axis it tiles; size 0 means the whole axis."""
+    return max(1, min(size, extent) if size else extent)
+''',
     "pad_tiles": '''
-def pad_tiles(x, axis, multiple):
-    """x padded with zeros along axis to a multiple of `multiple`."""
-    extra = -x.shape[axis] % multiple
+def pad_tiles(x, axis, size):
+    """x padded with zeros along axis to whole tiles of tile_size(size, its extent)."""
+    extra = -x.shape[axis] % tile_size(size, x.shape[axis])
     if extra == 0:
         return x
     widths = [(0, 0)] * x.ndim
@@ -39,29 +50,70 @@ def pad_tiles(x, axis, multiple):
 ''',
     "tile": '''
 def tile(x, j, size, axis):
-    """Tile j of x along axis; rows past the end read as 0."""
+    """Tile j of x along axis, tile_size(size, its extent) long; rows past the end read as 0."""
+    size = tile_size(size, x.shape[axis])
     return lax.dynamic_slice_in_dim(pad_tiles(x, axis, size), j * size, size, axis)
 ''',
     "put_tile": '''
-def put_tile(x, tile_, i, size, axis):
-    """x with tile i along axis replaced by tile_."""
+def put_tile(x, tile_, i, axis):
+    """x with tile i along axis (tiles as long as tile_) replaced by tile_."""
+    size = tile_.shape[axis]
     return lax.dynamic_update_slice_in_dim(x, tile_.astype(x.dtype), i * size, axis)
 ''',
     "attn_mask": '''
 def attn_mask(sq, skv, i, j, bq, bk, left, right):
-    """[bq or sq, bk]: query tile i sees key tile j (bottom-right aligned diagonal)."""
-    q_width = bq or sq
-    if math.isinf(left) and math.isinf(right) and skv % bk == 0:
-        return jnp.ones((q_width, bk), dtype=bool)  # every key exists: folded away
-    query = i * bq + jnp.arange(q_width)[:, None]
+    """[bq, bk] after tile_size: query tile i sees key tile j (bottom-right aligned diagonal)."""
+    bq, bk = tile_size(bq, sq), tile_size(bk, skv)
+    if math.isinf(left) and math.isinf(right) and sq % bq == 0 and skv % bk == 0:
+        return jnp.ones((bq, bk), dtype=bool)  # every query and key exists: folded away
+    query = i * bq + jnp.arange(bq)[:, None]
     key = j * bk + jnp.arange(bk)[None, :]
     diagonal = query + (skv - sq)
-    visible = key < skv
+    visible = (key < skv) & (query < sq)
     if not math.isinf(left):
         visible = visible & (key >= diagonal - int(left))
     if not math.isinf(right):
         visible = visible & (key <= diagonal + int(right))
     return visible
+''',
+    "first_kv_tile": '''
+def first_kv_tile(sq, skv, i, bq, bk, left):
+    """The first key tile that query tile i sees; earlier ones are skipped."""
+    bq, bk = tile_size(bq, sq), tile_size(bk, skv)
+    return jnp.maximum(i * bq + (skv - sq) - left, 0) // bk
+''',
+    "end_kv_tile": '''
+def end_kv_tile(sq, skv, i, bq, bk, right):
+    """One past the last key tile that query tile i sees."""
+    bq, bk = tile_size(bq, sq), tile_size(bk, skv)
+    last_row = jnp.minimum(i * bq + bq, sq) - 1
+    return jnp.minimum(last_row + (skv - sq) + right, skv - 1) // bk + 1
+''',
+    "first_q_tile": '''
+def first_q_tile(sq, skv, j, bq, bk, right):
+    """The first query tile that sees key tile j; earlier ones are skipped."""
+    bq, bk = tile_size(bq, sq), tile_size(bk, skv)
+    return jnp.maximum(j * bk - (skv - sq) - right, 0) // bq
+''',
+    "end_q_tile": '''
+def end_q_tile(sq, skv, j, bq, bk, left):
+    """One past the last query tile that sees key tile j."""
+    bq, bk = tile_size(bq, sq), tile_size(bk, skv)
+    last_key = jnp.minimum(j * bk + bk, skv) - 1
+    return jnp.minimum(last_key - (skv - sq) + left, sq - 1) // bq + 1
+''',
+    "dropout_keep": '''
+def dropout_keep(key, i, j, rate, shape):
+    """Keep mask of tile (i, j), True with probability 1 - rate; a raw uint32[2] key is wrapped."""
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)
+    tile_key = jax.random.fold_in(jax.random.fold_in(key, i), j)
+    return jax.random.bernoulli(tile_key, 1.0 - rate, shape)
+''',
+    "cotangent": '''
+def cotangent(x, g):
+    """g, or None where x is not floating point (a PRNG key): such operands have no cotangent."""
+    return g if jnp.issubdtype(x.dtype, jnp.inexact) else None
 ''',
     "softmax": '''
 def softmax(x, axis):
@@ -80,7 +132,17 @@ def logsumexp(x, axis):
     return jnp.squeeze(jnp.log(total) + peak, axis=axis)
 """,
 }
-HELPER_NEEDS = {"tile": ("pad_tiles",)}
+HELPER_NEEDS = {
+    "tile": ("pad_tiles", "tile_size"),
+    "pad_tiles": ("tile_size",),
+    "attn_mask": ("tile_size",),
+    "first_kv_tile": ("tile_size",),
+    "end_kv_tile": ("tile_size",),
+    "first_q_tile": ("tile_size",),
+    "end_q_tile": ("tile_size",),
+}
+HELPERS_USING_JAX = ("dropout_keep",)
+TILE_RANGE_OPS = ("first_kv_tile", "end_kv_tile", "first_q_tile", "end_q_tile")
 
 UNARY = {
     "exp": "jnp.exp({0})",
@@ -111,6 +173,7 @@ _RESERVED = (
     set(keyword.kwlist)
     | set(dir(builtins))
     | {"jnp", "jax", "lax", "math", "np", "graph", "carry", "x"}
+    | {"operands", "results", "residuals", "cotangents"}
     | set(HELPERS)
 )
 
@@ -171,10 +234,12 @@ class _Renderer:
     def __init__(self) -> None:
         self.names = _Names()
         self.helpers: set[str] = set()
+        self.uses_jax = False
 
     def helper(self, name: str) -> str:
         self.helpers.add(name)
         self.helpers.update(HELPER_NEEDS.get(name, ()))
+        self.uses_jax = self.uses_jax or name in HELPERS_USING_JAX
         return name
 
     def graph_lines(
@@ -211,6 +276,8 @@ class _Renderer:
             )
         if isinstance(spec, LoopSpec):
             return self.loop(node, spec, args, graph, env, shapes, indent)
+        if isinstance(spec, CustomVjpSpec):
+            return self.custom_vjp(node, args, graph, env, shapes, indent)
         result = self.names.fresh(graph.tensors[node.outputs[0]])
         env[node.outputs[0]] = result
         if isinstance(spec, EinsumSpec):
@@ -301,7 +368,8 @@ class _Renderer:
         if name == "rsqrt_size":
             return f"1.0 / math.sqrt({size(str(spec.args[0]))})"
         if name == "num_tiles":
-            return f"-(-{size(str(spec.args[0]))} // {int(spec.args[1])})"
+            extent = size(str(spec.args[0]))
+            return f"-(-{extent} // {self.helper('tile_size')}({int(spec.args[1])}, {extent}))"
         label = str(spec.args[0])
         if name == "pad_tiles":
             return f"{self.helper('pad_tiles')}({views[0]}, {out.index(label)}, {spec.args[1]})"
@@ -310,12 +378,17 @@ class _Renderer:
             return f"{self.helper('tile')}({views[0]}, {args[1]}, {spec.args[1]}, axis={axis})"
         if name == "put_tile":
             axis = out.index(label)
-            call = self.helper("put_tile")
-            return f"{call}({views[0]}, {views[1]}, {args[2]}, {spec.args[1]}, axis={axis})"
+            return f"{self.helper('put_tile')}({views[0]}, {views[1]}, {args[2]}, axis={axis})"
         if name == "crop":
             axis = out.index(label)
             cut = f"{args[1]}.shape[{terms[1].index(label)}]"
             return f"{views[0]}[{':, ' * axis}:{cut}]"
+        if name in TILE_RANGE_OPS:
+            return self.tile_range(spec, args)
+        if name == "dropout_keep":
+            dims = ", ".join(size(label) for label in out) + ("," if len(out) == 1 else "")
+            call = self.helper("dropout_keep")
+            return f"{call}({args[0]}, {args[3]}, {args[4]}, {float(spec.args[0])!r}, ({dims}))"
         if name == "attn_mask":
             bq, bk, left, right = spec.args
             query, key = out
@@ -325,6 +398,20 @@ class _Renderer:
             values += [_bound(left), _bound(right)]
             return f"{self.helper('attn_mask')}({', '.join(values)})"
         raise LoweringError(f"no Python rendering of op {name!r}")
+
+    def tile_range(self, spec: OpSpec, args: list[str]) -> str:
+        """A block-skipping loop bound, as `tile_range` in the interpreter: a plain int when the
+        side it depends on is unbounded (a static trip count), else a helper call."""
+        name = spec.op
+        bq, bk, left, right = (int(a) if math.isfinite(float(a)) else a for a in spec.args)
+        sq, skv = (f"{arg}.shape[-2]" for arg in args[:2])
+        side = right if name in ("end_kv_tile", "first_q_tile") else left
+        if not math.isfinite(float(side)):
+            if name.startswith("first_"):
+                return "0"
+            extent, block = (skv, bk) if name == "end_kv_tile" else (sq, bq)
+            return f"-(-{extent} // {self.helper('tile_size')}({block}, {extent}))"
+        return f"{self.helper(name)}({sq}, {skv}, {args[2]}, {bq}, {bk}, {side})"
 
     def seed_op(self, spec: OpSpec, args: list[str]) -> str:
         """The seed's unlabelled, rank-polymorphic forms."""
@@ -389,10 +476,83 @@ class _Renderer:
         lines += self.graph_lines(body, body_env, body_shapes, inner)
         lines.append(f"{inner}return {_tuple([body_env[t] for t in body.outputs])}")
         initial = _tuple(args[2 + n_invariant :])
-        call = f"lax.fori_loop({args[0]}, {args[1]}, {step}, {initial})"
+        lo, hi = args[0], args[1]
+        if not all(_is_python_int(graph, t) for t in node.inputs[:2]):
+            # a bound that may be traced (block skipping): int32 both, a while loop
+            lo, hi = f"jnp.int32({lo})", f"jnp.int32({hi})"
+        call = f"lax.fori_loop({lo}, {hi}, {step}, {initial})"
         lines.append(f"{indent}{_tuple(results)} = {call}")
         env.update(zip(node.outputs, results))
         return lines
+
+    def custom_vjp(
+        self,
+        node: EinsumNode,
+        args: list[str],
+        graph: EinsumGraph,
+        env: dict[int, str],
+        shapes: Mapping[int, Shape] | None,
+        indent: str,
+    ) -> list[str]:
+        """`@jax.custom_vjp def region_<result>` (the body) with `defvjp(fwd, bwd)`, as
+        `JaxInterpreter.custom_vjp`: residuals are the operands and results; bwd is the grad body."""
+        forward, backward = node.body, node.grad_body
+        assert forward is not None and backward is not None
+        self.uses_jax = True
+        results = [self.names.fresh(graph.tensors[t]) for t in node.outputs]
+        region = self.names.fresh(f"region_{results[0]}")
+        fwd, bwd = self.names.fresh(f"{region}_fwd"), self.names.fresh(f"{region}_bwd")
+        body_shapes, grad_shapes = _region_shapes(node, shapes)
+        inner = indent + "    "
+
+        params = [self.names.fresh(forward.tensors[t]) for t in forward.inputs]
+        body_env = dict(zip(forward.inputs, params))
+        lines = [f"{indent}@jax.custom_vjp", f"{indent}def {region}({', '.join(params)}):"]
+        lines += self.graph_lines(forward, body_env, body_shapes, inner)
+        lines.append(f"{inner}return {_tuple([body_env[t] for t in forward.outputs])}")
+
+        lines += ["", f"{indent}def {fwd}(*operands):"]
+        lines.append(f"{inner}results = {region}(*operands)")
+        lines.append(f"{inner}return results, (operands, results)")
+
+        n_in, n_out = len(node.inputs), len(node.outputs)
+        names = [self.names.fresh(backward.tensors[t]) for t in backward.inputs]
+        grad_env = dict(zip(backward.inputs, names))
+        operands, saved, cotangents = (
+            names[:n_in],
+            names[n_in : n_in + n_out],
+            names[n_in + n_out :],
+        )
+        lines += ["", f"{indent}def {bwd}(residuals, cotangents):"]
+        lines.append(f"{inner}{_tuple(operands)}, {_tuple(saved)} = residuals")
+        lines.append(f"{inner}{_tuple(cotangents)} = cotangents")
+        lines += self.graph_lines(backward, grad_env, grad_shapes, inner)
+        call = self.helper("cotangent")
+        grads = [f"{call}({x}, {grad_env[g]})" for x, g in zip(operands, backward.outputs)]
+        lines.append(f"{inner}return {_tuple(grads)}")
+
+        lines += ["", f"{indent}{region}.defvjp({fwd}, {bwd})"]
+        lines.append(f"{indent}{_tuple(results)} = {region}({', '.join(args)})")
+        env.update(zip(node.outputs, results))
+        return lines
+
+
+def _is_python_int(graph: EinsumGraph, tensor: int) -> bool:
+    """Whether the JAX backend sees `tensor` as a plain int (a static loop bound): written by
+    iconst, num_tiles, or a tile bound whose side is unbounded."""
+    producer = graph.producers().get(tensor)
+    if producer is None:
+        return False
+    spec = graph.nodes[producer].parsed
+    if not isinstance(spec, OpSpec) or spec.inputs is None:
+        return False
+    if spec.op in ("iconst", "num_tiles"):
+        return True
+    if spec.op not in TILE_RANGE_OPS:
+        return False
+    left, right = spec.args[2], spec.args[3]
+    side = right if spec.op in ("end_kv_tile", "first_q_tile") else left
+    return not math.isfinite(float(side))
 
 
 def _bound(value: object) -> str:
@@ -441,6 +601,23 @@ def _body_shapes(node: EinsumNode, shapes: Mapping[int, Shape] | None) -> dict[i
         return None
 
 
+def _region_shapes(
+    node: EinsumNode, shapes: Mapping[int, Shape] | None
+) -> tuple[dict[int, Shape] | None, dict[int, Shape] | None]:
+    """Shapes inside a custom_vjp node's body and grad body (None if unknown)."""
+    assert node.body is not None and node.grad_body is not None
+    if shapes is None or not all(t in shapes for t in node.inputs):
+        return None, None
+    operands = [shapes[t] for t in node.inputs]
+    try:
+        body = infer_shapes(node.body, dict(zip(node.body.inputs, operands)))
+        results = [body[t] for t in node.body.outputs]
+        known = dict(zip(node.grad_body.inputs, [*operands, *results, *results]))
+        return body, infer_shapes(node.grad_body, known)
+    except TlirError:
+        return None, None
+
+
 def render(graph: EinsumGraph, shapes: Mapping[int, Shape] | None = None) -> str:
     """Python source defining `graph(*inputs)`; `shapes` adds a shape comment to each line."""
     graph.validate()
@@ -454,6 +631,7 @@ def render(graph: EinsumGraph, shapes: Mapping[int, Shape] | None = None) -> str
         "",
         "import math",
         "",
+        *(["import jax"] if renderer.uses_jax else []),
         "import jax.numpy as jnp",
         "from jax import lax",
     ]

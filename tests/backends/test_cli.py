@@ -2,8 +2,11 @@
 
 Fixtures in tests/backends/data: the seed's causal flash graph (d_model 64, 4 heads, Bq=32, Bc=16)
 as text IR and tlir JSON, and the seed's unfused multi-head graph as the Rust crate's JSON (with
-the crate's `-:` merge-reshape typo). Shapes are small: Q, K, V [1, 64, 64] -> 2 query tiles and
-4 key tiles, or [1, 50, 64] for a padded tail.
+the crate's `-:` merge-reshape typo); the same causal graph with dropout 0.1 is written by
+`dropout_file`. Shapes are small: Q, K, V [1, 64, 64] -> 2 query tiles and 4 key tiles, or
+[1, 50, 64] for a padded tail. tile-flash turns the flash node into one custom_vjp node: its body
+holds the query-tile loop around the key-tile loop, its grad body the key-tile loop around the
+query-tile loop.
 """
 
 from __future__ import annotations
@@ -61,6 +64,18 @@ def flash_graph() -> tlir.EinsumGraph:
     return tlir.EinsumGraph.from_json(FLASH_JSON.read_text())
 
 
+def dropout_file(tmp: Path) -> Path:
+    """The fixture's causal flash graph with dropout 0.1: inputs Q, K, V, flash_dropout_key."""
+    graph = tlir.EinsumGraph()
+    for name in ("Q", "K", "V"):
+        graph.add_tensor(name)
+    config = tlir.FlashAttentionConfig(64, 4).with_causal(True).with_block_sizes(32, 16)
+    tlir.FlashAttention(config.with_dropout(0.1)).build_flash_graph(graph)
+    path = tmp / "flash_dropout.tlir"
+    path.write_text(str(graph) + "\n")
+    return path
+
+
 # ------------------------------------------------------------------------------------- show
 
 
@@ -112,13 +127,23 @@ def test_show_does_not_import_jax() -> None:
 def test_compile_emits_ir_without_flash_nodes() -> None:
     out = ok("compile", FLASH_JSON)
     assert " flash " not in out
-    assert out.count('loop "loop(carry=1)"') == 1 and out.count('loop "loop(carry=3)"') == 1
+    assert out.count('custom_vjp "custom_vjp"') == 1 and out.count("} grad {") == 1
+    forward, backward = out.split("} grad {")
+    # forward: query tiles (carrying out, lse) around key tiles (carrying acc, max, sum)
+    assert forward.count('loop "loop(carry=2)"') == 1 and forward.count('loop "loop(carry=3)"') == 1
+    assert '"first_kv_tile(32,16,inf,0):' in forward and '"end_kv_tile(32,16,inf,0):' in forward
+    # backward: key tiles around query tiles, both carrying (dq, dk, dv)
+    assert backward.count('loop "loop(carry=3)"') == 2 and "loop(carry=2)" not in backward
+    assert '"first_q_tile(32,16,inf,0):' in backward
     assert str(tlir.parse_text(out)) == out.rstrip("\n")
 
 
 def test_compile_ir_with_shapes() -> None:
     out = ok("compile", FLASH_JSON, *SHAPES)
-    assert "%flash_attn_output.out_padded = loop" in out
+    assert (
+        '%flash_attn_output, %flash_attn_output.lse = custom_vjp "custom_vjp" '
+        "(%flash_q_transposed, %flash_k_transposed, %flash_v_transposed) : [1,4,64,16], [1,4,64] {"
+    ) in out
     assert "(%flash_transposed_back) : [1,64,64]" in out
 
 
@@ -136,7 +161,9 @@ def test_compile_print_after_all_changes_diff_and_timing() -> None:
     assert "--- before tile-flash\n+++ after tile-flash" in diff
     assert re.search(r'^-  %flash_attn_output = flash "flash_', diff, re.MULTILINE)
     assert re.search(
-        r'^\+  %flash_attn_output.out_padded = loop "loop\(carry=1\)"', diff, re.MULTILINE
+        r'^\+  %flash_attn_output, %flash_attn_output.lse = custom_vjp "custom_vjp"',
+        diff,
+        re.MULTILINE,
     )
 
 
@@ -146,8 +173,35 @@ def test_compile_pipeline_names_and_options() -> None:
     one_loop = ok(
         "compile", FLASH_TEXT, "--pipeline", "tile-flash{block_q=0,block_kv=32},dead-code"
     )
-    assert 'loop "loop(carry=1)"' not in one_loop
-    assert '"tile(k,32):bhkd,->bhkd"' in one_loop
+    forward, backward = one_loop.split("} grad {")
+    assert forward.count('loop "loop(carry=') == 1  # no query-tile loop: all rows at once
+    assert backward.count('loop "loop(carry=') == 2
+    assert '"tile(k,32):bhkd,->bhkd"' in one_loop and '"tile(q,' not in forward
+
+
+def test_compile_and_run_default_to_the_jax_backends_platform_pipeline(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --pipeline, the CLI runs `backends.jax.default_pipeline()`, as jax.compile does
+    (it depends on the platform); with --pipeline, the pipeline given."""
+    from backends import jax as jax_backend
+    from backends.cli import main
+    from passes import TileFlash
+
+    platform_default = [TileFlash(block_q=0, block_kv=8), "dead-code"]
+    monkeypatch.setattr(jax_backend, "default_pipeline", lambda platform=None: platform_default)
+    assert main(["compile", str(FLASH_JSON), "--explain", *SHAPES]) == 0
+    out = capsys.readouterr().out
+    assert "forward: one key-tile loop (Bc=8) over all query rows at once" in out
+    assert "after the pipeline (tile-flash{block_q=0,block_kv=8},dead-code)" in out
+    assert main(["compile", str(FLASH_JSON), "--pipeline", "tile-flash", "--explain"]) == 0
+    assert "a query-tile loop (Bq=32) around a key-tile loop (Bc=16)" in capsys.readouterr().out
+    assert main(["compile", str(FLASH_JSON)]) == 0
+    assert '"tile(k,8):bhkd,->bhkd"' in capsys.readouterr().out
+    assert main(["run", str(FLASH_JSON), *SHAPES, "--seed", "3"]) == 0
+    default_run = _checksums(capsys.readouterr().out)
+    assert main(["run", str(FLASH_JSON), *SHAPES, "--seed", "3", "--backend", "numpy"]) == 0
+    np.testing.assert_allclose(default_run, _checksums(capsys.readouterr().out), rtol=1e-4)
 
 
 def test_compile_emit_jaxpr_and_hlo_show_the_loop() -> None:
@@ -177,31 +231,92 @@ def test_compile_explain_rewritten_node() -> None:
     out = ok("compile", FLASH_JSON, "--explain", *SHAPES)
     assert "node 6 flash 'flash_bhqd,bhkd,bhkv->bhqv_32_16_causal' -> %flash_attn_output" in out
     assert "fields: q=bhqd k=bhkd v=bhkv out=bhqv Bq=32 Bc=16 causal=yes" in out
+    assert "rewritten by tile-flash into one custom_vjp node: its body is the tiled forward" in out
     assert (
-        "rewritten by tile-flash into a query-tile loop (Bq=32) around a key-tile loop (Bc=16)"
-        in out
+        "forward: a query-tile loop (Bq=32) around a key-tile loop (Bc=16), carrying "
+        "(acc, max, sum) in float32" in out
     )
+    assert (
+        "block skipping: the key loop of query tile i runs over first_kv_tile..end_kv_tile" in out
+    )
+    assert "backward (grad body): a key-tile loop (Bc=16) around a query-tile loop (Bq=32)" in out
+    assert "dropout p=" not in out
     assert "Sq=64: 2 query tile(s); Skv=64: 4 key tile(s)" in out
+    assert "the forward visits 6 of 8 (query tile, key tile) pair(s)" in out  # causal skipping
     assert "not matched (not flash nodes): 4 einsum, 4 reshape" in out
-    assert "1 flash node(s) before, 0 left; 2 loop node(s)" in out
+    assert (
+        "after the pipeline (tile-flash,dead-code): 1 flash node(s) before, 0 left; "
+        "1 custom_vjp node(s), 4 loop node(s)" in out
+    )
     assert "graph(" not in out  # --explain alone emits no IR
 
 
-def test_compile_explain_refusals_and_non_flash_graphs(tmp_path: Path) -> None:
+def test_compile_explain_dropout_and_non_flash_graphs(tmp_path: Path) -> None:
     dropout = tmp_path / "dropout.tlir"
     dropout.write_text(
         "graph(%q, %k, %v, %key) -> (%o) {\n"
         '  %o = flash "flash_bhqd,bhkd,bhkv->bhqv_64_64_dropout0.1" (%q, %k, %v, %key)\n}\n'
     )
-    refused = tlir_cli("compile", dropout, "--explain")
-    assert refused.returncode == 1 and "Traceback" not in refused.stderr
-    assert re.search(r"refused by tile-flash: .*does not implement dropout", refused.stdout)
-    assert re.fullmatch(r"tlir: error: pass 'tile-flash' failed .*dropout.*\n", refused.stderr)
+    explained = ok("compile", dropout, "--explain")
+    assert "block skipping: none (every query tile sees every key tile)" in explained
+    assert re.search(
+        r"^  dropout p=0\.1: %key \(a PRNG key: jax\.random\.key or raw uint32\[2\]\) seeds one "
+        r"keep mask per \(query tile, key tile\), dropout_keep\(key, i, j\);",
+        explained,
+        re.MULTILINE,
+    )
+    assert "the backward redraws the same masks, and the key gets no cotangent" in explained
     skipped = ok("compile", dropout, "--explain", "--pipeline", "dead-code")
     assert "not rewritten: the pipeline (dead-code) does not run tile-flash" in skipped
     unfused = ok("compile", MHA_RUST, "--explain")
     assert "no flash node: tile-flash rewrites only flash nodes" in unfused
     assert "node 8 'softmax_k' is a softmax of unfused attention" in unfused
+
+
+@pytest.mark.parametrize(
+    "seq, parts",
+    [
+        (
+            50,
+            [
+                "the padded tail of the keys; the padded tail of the queries\n",
+                "  Sq=50: 2 query tile(s); Skv=50: 4 key tile(s) (K, V padded 50 -> 64, the tail",
+                "  the forward visits 6 of 8 (query tile, key tile) pair(s)\n",
+            ],
+        ),
+        (
+            12,
+            [
+                "  masks: causal (keys after the diagonal are masked)\n",
+                "  Sq=12: 1 query tile(s) (one of 12 rows: Bq=32 is longer); Skv=12: 1 key tile(s)",
+                "(one of 12 keys: Bc=16 is longer)\n",
+                "  the forward visits 1 of 1 (query tile, key tile) pair(s)\n",
+            ],
+        ),
+    ],
+    ids=["seq=50-padded-tails", "seq=12-tiles-cut-to-the-sequence"],
+)
+def test_explain_trip_counts_follow_the_tile_sizes(seq: int, parts: list[str]) -> None:
+    from backends.explain import explain
+    from passes import TileFlash
+
+    graph = flash_graph()
+    shapes = tlir.infer_shapes(graph, {name: (1, seq, 64) for name in ("Q", "K", "V")})
+    text = explain(graph, [TileFlash()], shapes) + "\n"
+    for part in parts:
+        assert part in text
+
+
+def test_explain_reports_a_refusal_in_the_pass_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backends.explain import explain
+    from passes import FlashToLoop, TileFlash
+
+    def refuse(self: FlashToLoop, node: tlir.EinsumNode, graph: tlir.EinsumGraph) -> None:
+        raise tlir.PassError("tile-flash cannot tile this node")
+
+    monkeypatch.setattr(FlashToLoop, "match", refuse)
+    text = explain(flash_graph(), [TileFlash()])
+    assert "  refused by tile-flash: tile-flash cannot tile this node" in text.splitlines()
 
 
 # ---------------------------------------------------------------------------------------- run
@@ -230,6 +345,23 @@ def test_run_jax_and_numpy_agree() -> None:
     assert _checksums(other_seed) != _checksums(numpy_out)
 
 
+def test_run_dropout_graph_makes_the_key_from_the_seed(tmp_path: Path) -> None:
+    dropout = dropout_file(tmp_path)
+    out = ok("run", dropout, *SHAPES, "--seed", "3")  # no --shape for flash_dropout_key
+    assert "dtype float32" in out
+    again = ok("run", dropout, *SHAPES, "--seed", "3")
+    assert _checksums(again) == _checksums(out)  # the same key: the same masks
+    assert _checksums(ok("run", dropout, *SHAPES, "--seed", "4")) != _checksums(out)
+    no_dropout = ok("run", FLASH_JSON, *SHAPES, "--seed", "3")  # the same Q, K, V
+    assert _checksums(no_dropout) != _checksums(out)
+    bf16 = ok("run", dropout, *SHAPES, "--dtype", "bfloat16")  # the key stays a key
+    assert "dtype bfloat16" in bf16
+    tiled = ok("run", dropout, *SHAPES, "--backend", "numpy", "--pipeline", "tile-flash")
+    assert "dtype float64" in tiled  # the key is raw uint32[2] data; numpy draws its own masks
+    jaxpr = ok("compile", dropout, "--emit", "jaxpr", *SHAPES)
+    assert "key<fry>[]" in jaxpr
+
+
 def test_run_low_precision_and_rust_json() -> None:
     bf16 = ok("run", FLASH_TEXT, *SHAPES, "--dtype", "bfloat16")
     assert "dtype bfloat16" in bf16
@@ -247,7 +379,9 @@ def test_dot_writes_clusters_for_loop_bodies(tmp_path: Path) -> None:
     assert ok("dot", FLASH_JSON, "-o", out, "--after", "tile-flash,dead-code") == f"wrote {out}\n"
     text = out.read_text()
     assert text.startswith('digraph "flash_causal" {')
-    assert text.count("subgraph cluster_") == 2  # the key-tile loop nests in the query-tile loop
+    # the custom_vjp node's body and grad body, each with two nested loops
+    assert text.count("subgraph cluster_") == 6
+    assert 'label="body"' in text and 'label="grad body"' in text
     assert text.count("{") == text.count("}")
     assert 'label="einsum\\nbhqd,bhkd->bhqk\\nacc=float32"' in text
     again = tmp_path / "again.dot"
@@ -304,7 +438,16 @@ def test_demo_small() -> None:
     steps = re.findall(r"^\[(\d)/5\] ", out, re.MULTILINE)
     assert steps == ["1", "2", "3", "4", "5"]
     assert "graph(%Q: [1,256,512], %K: [1,256,512], %V: [1,256,512])" in out
-    assert "// ----- IR after tile-flash -----" in out and "IR after dead-code" in out
+    assert "[2/5] running the pass pipeline of backends.jax.compile on cpu" in out
+    assert "// ----- IR after tile-flash -----" in out
+    assert out.count('custom_vjp "custom_vjp"') == 1 and out.count("} grad {") == 1
+    # after dead-code, a summary instead of the same long IR again
+    assert re.search(
+        r"^// ----- IR after dead-code \(unchanged\) -----\n// 9 top-level node\(s\), \d+ in all "
+        r"\(1 custom_vjp, .*4 loop.*\); the same IR as above$",
+        out,
+        re.MULTILINE,
+    )
     assert re.search(
         r"^tiled \(tile-flash\) +\d+\.\d ms +(\d+\.\d MiB|n/a) +\d\.\d\de-\d\d$", out, re.MULTILINE
     )
@@ -316,6 +459,7 @@ def test_demo_small() -> None:
 
 
 def _bad_inputs(tmp: Path) -> dict[str, Path]:
+    dropout_file(tmp)
     files = {
         "bad.json": '{"tensors": [1,',
         "bad.tlir": 'graph(%Q) -> (%R) {\n  %R = einsum "ab->ba" (%Q',
@@ -415,6 +559,21 @@ ERRORS = [
         r"-o .*flash\.txt: expected a name ending in \.dot, \.svg or \.png",
     ),
     ("demo-bad-seq", ["demo", "--seq", "0"], 2, r"--seq must be >= 1, found 0"),
+    (
+        "shape-for-a-dropout-key",
+        ["run", "{tmp}/flash_dropout.tlir", *SHAPES, "--shape", "flash_dropout_key=2"],
+        2,
+        r"--shape flash_dropout_key: flash_dropout_key is a PRNG key input .* takes no --shape",
+    ),
+    (
+        "numpy-flash-dropout",
+        ["run", "{tmp}/flash_dropout.tlir", *SHAPES, "--backend", "numpy"],
+        1,
+        (
+            r"the numpy backend computes flash nodes directly and has no dropout "
+            r"\('flash_.*_dropout0\.1'\); run the tiled graph with --pipeline tile-flash"
+        ),
+    ),
 ]
 
 
