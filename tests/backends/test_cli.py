@@ -125,7 +125,7 @@ def test_show_does_not_import_jax() -> None:
 
 
 def test_compile_emits_ir_without_flash_nodes() -> None:
-    out = ok("compile", FLASH_JSON)
+    out = ok("compile", FLASH_JSON, "--pipeline", "tile-flash,dead-code")  # the spec's tiles
     assert " flash " not in out
     assert out.count('custom_vjp "custom_vjp"') == 1 and out.count("} grad {") == 1
     forward, backward = out.split("} grad {")
@@ -228,7 +228,7 @@ def test_compile_emit_python_is_faithful() -> None:
 
 
 def test_compile_explain_rewritten_node() -> None:
-    out = ok("compile", FLASH_JSON, "--explain", *SHAPES)
+    out = ok("compile", FLASH_JSON, "--explain", "--pipeline", "tile-flash,dead-code", *SHAPES)
     assert "node 6 flash 'flash_bhqd,bhkd,bhkv->bhqv_32_16_causal' -> %flash_attn_output" in out
     assert "fields: q=bhqd k=bhkd v=bhkv out=bhqv Bq=32 Bc=16 causal=yes" in out
     assert "rewritten by tile-flash into one custom_vjp node: its body is the tiled forward" in out

@@ -126,8 +126,9 @@ def test_no_nan_for_large_logits_and_masked_leading_tiles(dtype_name):
     assert np.isfinite(out64).all()
     assert (out64[:, :, :20] == 0).all()  # 70 - 50 rows see no key
     ref, _ = attention64(*(np.asarray(x, np.float64) for x in (qd, kd, vd)), True, (3, 0))
-    tolerance = 1e-4 if dtype_name == "float32" else 6e-2
-    np.testing.assert_allclose(out64, ref, atol=tolerance * np.abs(ref).max(), rtol=0)
+    naive = np.asarray(naive_jax(qd, kd, vd, True, (3, 0)), np.float64)
+    bound = 2 * np.abs(naive - ref).max() + 1e-5 * np.abs(ref).max()
+    assert np.abs(out64 - ref).max() <= bound
 
 
 def test_window_changes_the_result():
@@ -213,7 +214,8 @@ def test_dropout_rate_determinism_and_zero_rate():
     key = jax.random.key(7)
     dropped = backend_jax.compile(flash_graph(flash_spec("h", 32, 32, dropout=0.3)))
     plain = compile_case(2, 2, 32, 32, False, None)
-    zero = backend_jax.compile(flash_graph(flash_spec("h", 32, 32, dropout=0.0)))
+    same_tiles = [passes.TileFlash(), "dead-code"]  # as compile_case: the spec's tiles
+    zero = backend_jax.compile(flash_graph(flash_spec("h", 32, 32, dropout=0.0)), same_tiles)
     (a,), (b,) = dropped(q, k, v, key), dropped(q, k, v, key)
     assert np.array_equal(np.asarray(a), np.asarray(b)), "same key, different result"
     (c,) = dropped(q, k, v, jax.random.key(8))

@@ -1,0 +1,56 @@
+"""On a GPU: the default GPU tiles against float64, forward and backward, bf16 and float32.
+
+Marked `gpu`: skipped in CI; run with the device tool:
+    PYTHONPATH=. python3 -m pytest tests/backends/test_gpu.py -m gpu
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from backends import jax as backend_jax
+from tests.reference import attention64, attention64_vjp, flash_graph, flash_spec, naive_jax
+
+pytestmark = pytest.mark.gpu
+
+CASES = [  # (sq, skv, h, g, causal, window, dtype)
+    (1000, 1000, 4, 2, True, None, "bfloat16"),
+    (4097, 3001, 4, 4, False, None, "bfloat16"),
+    (3001, 4097, 8, 2, True, (700, 0), "float16"),
+    (5000, 5000, 2, 1, True, None, "float32"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"sq={c[0]}-skv={c[1]}-h{c[2]}g{c[3]}-{c[-1]}")
+def test_default_gpu_pipeline_forward_and_backward(case):
+    sq, skv, h, g, causal, window, dtype_name = case
+    assert backend_jax.default_pipeline()[0].block_q == backend_jax.GPU_BLOCK_Q
+    dtype = jnp.dtype(dtype_name)
+    rng = np.random.default_rng(sq)
+    q = jnp.asarray(rng.standard_normal((1, h, sq, 64)), dtype)
+    k = jnp.asarray(rng.standard_normal((1, g, skv, 64)), dtype)
+    v = jnp.asarray(rng.standard_normal((1, g, skv, 64)), dtype)
+    d_out = jnp.asarray(rng.standard_normal((1, h, sq, 64)), dtype)
+    spec = flash_spec("g" if g != h else "h", 128, 128, causal, window)
+    compiled = backend_jax.compile(flash_graph(spec))
+    flash = jax.jit(lambda q, k, v: compiled.function(q, k, v)[0])
+
+    out, pullback = jax.vjp(flash, q, k, v)
+    grads = pullback(d_out)
+    inputs64 = [np.asarray(x, np.float64) for x in (q, k, v)]
+    ref, _ = attention64(*inputs64, causal, window)
+    ref_grads = attention64_vjp(*inputs64, np.asarray(d_out, np.float64), causal, window)
+    naive_out, naive_pullback = jax.vjp(lambda *x: naive_jax(*x, causal, window), q, k, v)
+    naive_grads = naive_pullback(d_out)
+
+    def error(a, b):
+        return np.abs(np.asarray(a, np.float64) - b).max()
+
+    assert np.isfinite(np.asarray(out, np.float32)).all()
+    assert error(out, ref) <= 2 * error(naive_out, ref) + 1e-5
+    for name, got, naive, want in zip("qkv", grads, naive_grads, ref_grads):
+        assert np.isfinite(np.asarray(got, np.float32)).all(), name
+        assert error(got, want) <= 2 * error(naive, want) + 1e-4 * np.abs(want).max(), name
