@@ -8,7 +8,8 @@ what differs (einsum through opt_einsum, loops as `lax.fori_loop`, dynamic tiles
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from tlir import EinsumGraph, EinsumNode, LoweringError, TlirError
 from tlir.shapes import infer_shapes, reshape_shape, tile_size
@@ -64,9 +65,24 @@ TILE_RANGE_OPS = ("first_kv_tile", "end_kv_tile", "first_q_tile", "end_q_tile")
 
 # Ops handled by dedicated methods of Interpreter.
 SPECIAL = {
-    "scale", "div_scalar", "cast", "cast_like", "softmax", "select", "const", "iconst", "full",
-    "rsqrt_size", "num_tiles", "tile", "pad_tiles", "attn_mask", "put_tile", "crop",
-    "dropout_keep", *TILE_RANGE_OPS,
+    "scale",
+    "div_scalar",
+    "cast",
+    "cast_like",
+    "softmax",
+    "select",
+    "const",
+    "iconst",
+    "full",
+    "rsqrt_size",
+    "num_tiles",
+    "tile",
+    "pad_tiles",
+    "attn_mask",
+    "put_tile",
+    "crop",
+    "dropout_keep",
+    *TILE_RANGE_OPS,
 }
 
 
@@ -87,8 +103,15 @@ def softmax(xp: Any, x: Array, axis: int) -> Array:
 
 
 def visibility(
-    xp: Any, sq: int, skv: int, q_start: Any, q_width: int, k_start: Any, k_width: int,
-    left: Any, right: Any,
+    xp: Any,
+    sq: int,
+    skv: int,
+    q_start: Any,
+    q_width: int,
+    k_start: Any,
+    k_width: int,
+    left: Any,
+    right: Any,
 ) -> Array:
     """[q_width, k_width] mask: query q_start+r sees key k_start+c iff it exists and is in range.
 
@@ -321,7 +344,9 @@ class Interpreter:
             return tile_range(xp, name, sq, skv, operands[2], bq, bk, left, right)
         if name == "dropout_keep":
             shape = [sizes[label] for label in out]
-            return self.dropout_keep(operands[0], operands[3], operands[4], float(spec.args[0]), shape)
+            return self.dropout_keep(
+                operands[0], operands[3], operands[4], float(spec.args[0]), shape
+            )
         if name == "attn_mask":
             bq, bk, left, right = spec.args
             query, key = out
@@ -333,9 +358,7 @@ class Interpreter:
                 # Every query and key of every tile in range exists: a constant mask that the
                 # compiler folds away.
                 return xp.ones((bq, bk), dtype=bool)
-            return visibility(
-                xp, sq, skv, operands[2] * bq, bq, operands[3] * bk, bk, left, right
-            )
+            return visibility(xp, sq, skv, operands[2] * bq, bq, operands[3] * bk, bk, left, right)
         raise LoweringError(f"{self.name}: no implementation of op {name!r}")
 
     def seed_op(self, spec: OpSpec, operands: list[Array]) -> Array:

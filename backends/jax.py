@@ -12,7 +12,8 @@ the pass pipeline, lowers and jits, keeping the lowered IR (`.graph`) and the pa
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -19,7 +19,7 @@ from tlir.spec import EinsumSpec
 
 def flash_reference(spec: FlashSpec, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> list:
     """Attention computed directly in float64 from the flash spec's semantics."""
-    b, h, sq, d = q.shape
+    _, h, sq, d = q.shape
     g, skv = k.shape[1], k.shape[2]
     if h % g:
         raise LoweringError(f"query heads {h} are not a multiple of kv heads {g}")
@@ -53,7 +53,11 @@ class NumpyInterpreter(Interpreter):
         return np.float64
 
     def cast(self, x: np.ndarray, dtype: Any) -> np.ndarray:
-        if np.dtype(dtype).kind == "f" or np.asarray(x).dtype.kind == "f" and np.dtype(dtype).kind == "V":
+        if (
+            np.dtype(dtype).kind == "f"
+            or np.asarray(x).dtype.kind == "f"
+            and np.dtype(dtype).kind == "V"
+        ):
             return np.asarray(x, dtype=np.float64)
         return np.asarray(x).astype(dtype)
 

@@ -69,7 +69,7 @@ def implementations(on_gpu: bool, heads: int, causal: bool, variants: str = "") 
 
     def dpa(implementation):
         def run(q, k, v):
-            t = lambda x: jnp.swapaxes(x, 1, 2)  # noqa: E731  [b,h,n,d] -> [b,n,h,d]
+            t = lambda x: jnp.swapaxes(x, 1, 2)
             out = jax.nn.dot_product_attention(
                 t(q), t(k), t(v), is_causal=causal, implementation=implementation
             )
@@ -91,12 +91,21 @@ def implementations(on_gpu: bool, heads: int, causal: bool, variants: str = "") 
             from jax.experimental.pallas.ops.gpu import attention as pallas_attention
 
             def pallas(q, k, v):
-                t = lambda x: jnp.swapaxes(x, 1, 2)  # noqa: E731
+                t = lambda x: jnp.swapaxes(x, 1, 2)
                 out = pallas_attention.mha(
-                    t(q), t(k), t(v), None, sm_scale=1 / math.sqrt(q.shape[-1]), causal=causal,
+                    t(q),
+                    t(k),
+                    t(v),
+                    None,
+                    sm_scale=1 / math.sqrt(q.shape[-1]),
+                    causal=causal,
                     block_sizes=pallas_attention.BlockSizes(
-                        block_q=128, block_k=64, block_q_dkv=64, block_kv_dkv=64,
-                        block_q_dq=64, block_kv_dq=64,
+                        block_q=128,
+                        block_k=64,
+                        block_q_dkv=64,
+                        block_kv_dkv=64,
+                        block_q_dq=64,
+                        block_kv_dq=64,
                     ),
                 )
                 return t(out)
@@ -196,7 +205,9 @@ def _status_kib(field: str) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--ns", default="1024,4096,8192")
     parser.add_argument("--causal", choices=["both", "yes", "no"], default="both")
     parser.add_argument("--backward", action="store_true", help="time jax.grad of sum(out)")
@@ -251,8 +262,14 @@ def _run_row(args: argparse.Namespace, impl: str, n: int, causal: bool, on_gpu: 
     if on_gpu:
         return measure(args, impl, n, causal)
     # A fresh process per CPU row, so that each peak-RSS reading is this variant's alone.
-    command = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--child", f"{impl}:{n}:{int(causal)}"]
-    done = subprocess.run(command, capture_output=True, text=True)
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        *sys.argv[1:],
+        "--child",
+        f"{impl}:{n}:{int(causal)}",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     try:
         return json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):

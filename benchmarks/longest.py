@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.attention import implementations, inputs  # noqa: E402
+from benchmarks.attention import implementations, inputs
 
 
 def main() -> None:
@@ -31,7 +31,9 @@ def main() -> None:
 
     on_gpu = jax.default_backend() == "gpu"
     heads, dim, dtype = (16, 128, "bfloat16") if on_gpu else (8, 64, "float32")
-    print(f"# {jax.devices()[0].device_kind}, {dtype}, B=1, H={heads}, D={dim}, causal={args.causal}")
+    print(
+        f"# {jax.devices()[0].device_kind}, {dtype}, B=1, H={heads}, D={dim}, causal={args.causal}"
+    )
     for impl in args.impls.split(","):
         fn = jax.jit(implementations(on_gpu, heads, args.causal)[impl])
         n, best = args.start, None

@@ -9,8 +9,9 @@ from __future__ import annotations
 import difflib
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence, TextIO
+from typing import TextIO
 
 from passes.registry import DEFAULT_PIPELINE, Pass, make_pass
 from tlir import EinsumGraph, PassError, TlirError
@@ -97,7 +98,11 @@ class PassManager:
         print(f"// ----- IR after {name}{'' if changed else ' (unchanged)'} -----", file=stream)
         if self.print_diff:
             diff = difflib.unified_diff(
-                before.splitlines(), after.splitlines(), f"before {name}", f"after {name}", lineterm=""
+                before.splitlines(),
+                after.splitlines(),
+                f"before {name}",
+                f"after {name}",
+                lineterm="",
             )
             print("\n".join(diff), file=stream)
         else:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from passes.dead_code import DeadCode
 from passes.tile_flash import TileFlash
@@ -32,4 +33,6 @@ def make_pass(name: str) -> Pass:
     try:
         return PASSES[name]()
     except KeyError:
-        raise PassError(f"unknown pass {name!r}; available passes: {', '.join(available())}") from None
+        raise PassError(
+            f"unknown pass {name!r}; available passes: {', '.join(available())}"
+        ) from None

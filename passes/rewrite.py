@@ -10,8 +10,9 @@ after the graph's tensors) with readable, unique names, and collects nodes in or
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol, Sequence
+from typing import Protocol
 
 from tlir import EinsumGraph, EinsumNode, PassError, TlirError
 
@@ -158,4 +159,3 @@ def _first_match(
             if replacement is not None:
                 return index, pattern, replacement
     return None
-

@@ -57,7 +57,7 @@ def naive_jax(q, k, v, causal=False, window=None):
     import jax
     import jax.numpy as jnp
 
-    b, h, sq, d = q.shape
+    _, h, sq, d = q.shape
     g, skv = k.shape[1], k.shape[2]
     k = jnp.repeat(k, h // g, axis=1)
     v = jnp.repeat(v, h // g, axis=1)
@@ -85,15 +85,23 @@ def flash_spec(g_label="h", bq=16, bk=16, causal=False, window=None, lse=False, 
     import tlir
 
     return tlir.format_flash(
-        tuple("bhqd"), ("b", g_label, "k", "d"), ("b", g_label, "k", "v"), tuple("bhqv"),
-        bq, bk, causal=causal, window=window, lse=lse, dropout=dropout,
+        tuple("bhqd"),
+        ("b", g_label, "k", "d"),
+        ("b", g_label, "k", "v"),
+        tuple("bhqv"),
+        bq,
+        bk,
+        causal=causal,
+        window=window,
+        lse=lse,
+        dropout=dropout,
     )
 
 
 def attention64_vjp(q, k, v, d_out, causal=False, window=None):
     """(dq, dk, dv) of attention64 for the output cotangent d_out, in float64 (full matrices)."""
     q, k, v, d_out = (np.asarray(x, dtype=np.float64) for x in (q, k, v, d_out))
-    b, h, sq, d = q.shape
+    _, h, sq, d = q.shape
     g, skv = k.shape[1], k.shape[2]
     mask = visible_mask(sq, skv, causal, window)
     scale = 1 / math.sqrt(d)

@@ -171,7 +171,9 @@ class FlashAttentionV2Config:
             and all(isinstance(w, int) and w >= 0 for w in window)
         ):
             return (window[0], window[1])
-        raise ConfigError(f"window_size must be an int >= 1 or a (left, right) pair, found {window!r}")
+        raise ConfigError(
+            f"window_size must be an int >= 1 or a (left, right) pair, found {window!r}"
+        )
 
 
 def _flash_options(config: FlashAttentionConfig | FlashAttentionV2Config) -> tuple:

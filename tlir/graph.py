@@ -9,8 +9,8 @@ intermediate stays printable. Inputs and outputs are the declared ones, or, when
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 import networkx as nx
 
@@ -225,9 +225,7 @@ class EinsumGraph:
         read = {t for node in self.nodes for t in node.reads}
         used = written | {t for node in self.nodes for t in node.inputs}
         return [
-            t
-            for t in range(len(self.tensors))
-            if t not in written and (t in read or t not in used)
+            t for t in range(len(self.tensors)) if t not in written and (t in read or t not in used)
         ]
 
     @property
@@ -355,4 +353,3 @@ class EinsumGraph:
         from tlir.serialize import graph_from_json
 
         return graph_from_json(text)
-

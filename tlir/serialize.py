@@ -154,7 +154,7 @@ def _rust_node(entry: dict[str, Any]) -> EinsumNode:
         raise GraphError(
             f"Rust node op must be one of Einsum, ElemUnary, ElemBinary, Reduce; found {op!r}"
         )
-    (variant, fields), = op.items()
+    ((variant, fields),) = op.items()
     inputs, outputs = tuple(entry["inputs"]), tuple(entry["outputs"])
     if variant == "Einsum":
         return EinsumNode(fields["spec"], inputs, outputs)

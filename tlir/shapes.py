@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from tlir import ops
 from tlir.errors import GraphError, TlirError
 from tlir.graph import EinsumGraph, EinsumNode
-from tlir.spec import ELLIPSIS, CustomVjpSpec, EinsumSpec, FlashSpec, LoopSpec, OpSpec, ReshapeSpec, Term
+from tlir.spec import (
+    ELLIPSIS,
+    CustomVjpSpec,
+    EinsumSpec,
+    FlashSpec,
+    LoopSpec,
+    OpSpec,
+    ReshapeSpec,
+    Term,
+)
 
 Shape = tuple[int, ...]
 
@@ -79,8 +88,7 @@ def _split_term(term: Term, shape: Shape, where: str) -> tuple[dict[int, str], S
     n_ellipsis = len(shape) - n_labels
     if n_ellipsis < 0:
         raise GraphError(
-            f"{where}: term {''.join(term)!r} needs rank >= {n_labels}, "
-            f"found shape {list(shape)}"
+            f"{where}: term {''.join(term)!r} needs rank >= {n_labels}, found shape {list(shape)}"
         )
     at = term.index(ELLIPSIS)
     positions = {i: label for i, label in enumerate(term[:at])}
@@ -134,8 +142,7 @@ def reshape_shape(spec: ReshapeSpec, shapes: Sequence[Shape], where: str) -> Sha
             sizes.bind(label, shape[position], f"operand {i}")
     total = math.prod(source_shape)
     known = [
-        axis.size if axis.label is None else sizes.sizes.get(axis.label)
-        for axis in spec.target
+        axis.size if axis.label is None else sizes.sizes.get(axis.label) for axis in spec.target
     ]
     product = math.prod(k for k in known if k is not None)
     if None in known:

@@ -20,8 +20,8 @@ import math
 import re
 import string
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
 
 from tlir import ops
 from tlir.errors import SpecError, SpecWarning
@@ -182,7 +182,7 @@ def _parse_reshape_term(raw: str, text: str, where: str) -> tuple[Axis, ...]:
 
 
 def parse_reshape(text: str) -> ReshapeSpec:
-    body = text[len("reshape:") :] if text.startswith("reshape:") else text
+    body = text.removeprefix("reshape:")
     if "-:" in body and "->" not in body:
         warnings.warn(
             f"spec {text!r}: read '-:' as '->' (a typo of the Rust crate's merge reshape)",
@@ -378,8 +378,7 @@ def _check_flash_roles(text: str, q: Term, k: Term, v: Term, out: Term) -> None:
 # ------------------------------------------------------------------------------ ops and loops
 
 
-Arg = Union[int, float, str]
-
+Arg = int | float | str
 
 
 @dataclass(frozen=True)
@@ -446,7 +445,7 @@ class CustomVjpSpec:
     kind = "custom_vjp"
 
 
-_OP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\((.*?)\))?(?::(.*))?", re.S)
+_OP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\((.*?)\))?(?::(.*))?", re.DOTALL)
 _SEED_DIV = re.compile(r"div_scalar_([0-9.eE+-]+)")
 _SEED_SOFTMAX = re.compile(r"softmax_([A-Za-z])")
 
@@ -566,7 +565,7 @@ def _parse_loop(text: str, raw_args: str | None) -> LoopSpec:
 
 # ------------------------------------------------------------------------------------ dispatch
 
-Spec = Union[EinsumSpec, ReshapeSpec, FlashSpec, OpSpec, LoopSpec, CustomVjpSpec]
+Spec = EinsumSpec | ReshapeSpec | FlashSpec | OpSpec | LoopSpec | CustomVjpSpec
 
 KINDS = ("einsum", "reshape", "elementwise", "reduce", "flash", "loop", "custom_vjp")
 
@@ -617,7 +616,7 @@ def _is_op_text(text: str) -> bool:
     if match is None:
         return False
     rest = text[match.end() :]
-    if rest.startswith("(") or rest.startswith(":"):
+    if rest.startswith(("(", ":")):
         return True
     if rest:
         return False

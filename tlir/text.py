@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from tlir.errors import GraphError, TlirError
 from tlir.graph import EinsumGraph, EinsumNode

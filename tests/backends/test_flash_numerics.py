@@ -89,9 +89,7 @@ def test_matches_float64_reference(case):
         bound = 3 * np.abs(np.asarray(naive, np.float64) - ref).max() + 1e-5
     else:
         naive = naive_jax(qd, kd, vd, causal, window)
-        rounding = np.abs(
-            np.asarray((jnp.asarray(ref, dtype) + 0.3) - 0.3, np.float64) - ref
-        ).max()
+        rounding = np.abs(np.asarray((jnp.asarray(ref, dtype) + 0.3) - 0.3, np.float64) - ref).max()
         bound = 2 * np.abs(np.asarray(naive, np.float64) - ref).max() + 2 * rounding
     assert error <= bound, f"error {error:.3g} > bound {bound:.3g}"
 

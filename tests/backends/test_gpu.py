@@ -24,7 +24,9 @@ CASES = [  # (sq, skv, h, g, causal, window, dtype)
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"sq={c[0]}-skv={c[1]}-h{c[2]}g{c[3]}-{c[-1]}")
+@pytest.mark.parametrize(
+    "case", CASES, ids=lambda c: f"sq={c[0]}-skv={c[1]}-h{c[2]}g{c[3]}-{c[-1]}"
+)
 def test_default_gpu_pipeline_forward_and_backward(case):
     sq, skv, h, g, causal, window, dtype_name = case
     assert backend_jax.default_pipeline()[0].block_q == backend_jax.GPU_BLOCK_Q

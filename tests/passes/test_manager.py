@@ -24,13 +24,17 @@ def test_default_pipeline_leaves_no_flash_node_and_records_a_trace():
     assert not any(node.kind == "flash" for node in result.nodes)
 
 
-@pytest.mark.parametrize("pipeline", ["tile-flash,dead-code", ["tile-flash", "dead-code"], " tile-flash , dead-code "])
+@pytest.mark.parametrize(
+    "pipeline", ["tile-flash,dead-code", ["tile-flash", "dead-code"], " tile-flash , dead-code "]
+)
 def test_pipeline_forms(pipeline):
     assert passes.PassManager(pipeline).pipeline == ["tile-flash", "dead-code"]
 
 
 def test_unknown_pass_lists_the_available_ones():
-    with pytest.raises(tlir.TlirError, match=r"unknown pass 'tile-flesh'; available passes: dead-code, tile-flash"):
+    with pytest.raises(
+        tlir.TlirError, match=r"unknown pass 'tile-flesh'; available passes: dead-code, tile-flash"
+    ):
         passes.PassManager("tile-flash,tile-flesh")
     assert passes.available() == ["dead-code", "tile-flash"]
 
@@ -49,7 +53,10 @@ class BreaksTheGraph:
 
 def test_failing_verification_names_the_pass_and_those_before_it():
     graph = flash_graph(flash_spec("h", 32, 32))
-    with pytest.raises(tlir.PassError, match=r"pass 'break' failed \(passes run before it: tile-flash\).*written twice"):
+    with pytest.raises(
+        tlir.PassError,
+        match=r"pass 'break' failed \(passes run before it: tile-flash\).*written twice",
+    ):
         passes.PassManager(["tile-flash", BreaksTheGraph()]).run(graph)
 
 

@@ -277,7 +277,9 @@ def test_flash_shapes(spec, shapes, results):
 @pytest.mark.parametrize("sq, skv", [(0, 3), (3, 0)])
 def test_flash_needs_nonempty_sequences(sq, skv):
     shapes = [(1, 1, sq, 8), (1, 1, skv, 8), (1, 1, skv, 8)]
-    with pytest.raises(GraphError, match=rf"sequence lengths must be >= 1, found Sq={sq}, Skv={skv}"):
+    with pytest.raises(
+        GraphError, match=rf"sequence lengths must be >= 1, found Sq={sq}, Skv={skv}"
+    ):
         one_node(FLASH, shapes)
 
 
