@@ -21,7 +21,6 @@ or pick the default pipeline, so `tlir show` stays fast.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import re
 import shutil
@@ -33,8 +32,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import passes
 import tlir
-from passes import PASSES, PassManager, make_pass
+from passes import PassManager, make_pass
 from passes.registry import Pass
 from tlir import EinsumGraph, FlashSpec, OpSpec, TlirError
 
@@ -169,71 +169,17 @@ def all_shapes(graph: EinsumGraph, shapes: Mapping[int, Shape]) -> dict[int, Sha
         raise type(error)(f"the shapes {given} do not fit the graph: {error}") from None
 
 
-def _split_pipeline(text: str) -> list[str]:
-    items, depth, current = [], 0, ""
-    for char in text:
-        depth += {"{": 1, "}": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            items.append(current)
-            current = ""
-        else:
-            current += char
-    items.append(current)
-    return [item.strip() for item in items if item.strip()]
-
-
-def _option_value(text: str) -> Any:
-    if text in ("none", "None"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return text
-
-
 def parse_pipeline(text: str | None, flag: str = "--pipeline") -> list[Pass]:
-    """`a,b{key=value,...}` -> pass objects; unknown names and options are usage errors.
+    """A pipeline string (passes.parse_pipeline); a bad one is a usage error.
 
     None: `backends.jax.default_pipeline()`, what `backends.jax.compile` runs on this platform
     (importing JAX to ask for the platform)."""
     if text is None:
         from backends import jax as jax_backend
 
-        default = jax_backend.default_pipeline()
-        return [make_pass(p) if isinstance(p, str) else p for p in default]
-    result = []
-    for item in _split_pipeline(text):
-        match = re.fullmatch(r"([A-Za-z0-9_-]+)(?:\{(.*)\})?", item)
-        if match is None:
-            raise UsageError(f"{flag}: expected NAME or NAME{{key=value,...}}, found {item!r}")
-        name, raw_options = match.groups()
-        if name not in PASSES:
-            raise UsageError(
-                f"{flag}: unknown pass {name!r}; available passes: {', '.join(sorted(PASSES))}"
-            )
-        options = {}
-        for raw in filter(None, (o.strip() for o in (raw_options or "").split(","))):
-            key, equals, value = raw.partition("=")
-            if not equals:
-                raise UsageError(f"{flag}: option {raw!r} of {name} needs key=value")
-            options[key.strip()] = _option_value(value.strip())
-        result.append(_make_pass(name, options, flag))
-    return result
-
-
-def _make_pass(name: str, options: dict[str, Any], flag: str) -> Pass:
-    factory = PASSES[name]
-    valid = (
-        [f.name for f in dataclasses.fields(factory)] if dataclasses.is_dataclass(factory) else []
-    )
-    unknown = [key for key in options if key not in valid]
-    if unknown:
-        raise UsageError(
-            f"{flag}: pass {name} has no option {unknown[0]!r}; its options: "
-            f"{', '.join(valid) or 'none'}"
-        )
+        return [make_pass(p) if isinstance(p, str) else p for p in jax_backend.default_pipeline()]
     try:
-        return factory(**options)
+        return passes.parse_pipeline(text)
     except TlirError as error:
         raise UsageError(f"{flag}: {error}") from None
 
@@ -541,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--pipeline",
         metavar="PASSES",
         help=f"comma-separated passes (default: {DEFAULT_HELP}); "
-        f"available: {', '.join(sorted(PASSES))}",
+        f"available: {', '.join(passes.available())}",
     )
     compile_.add_argument("--print-after-all", action="store_true", help="IR after every pass")
     compile_.add_argument(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from passes.dead_code import DeadCode
 from passes.manager import PassManager, PassRecord
-from passes.registry import DEFAULT_PIPELINE, PASSES, available, make_pass
+from passes.registry import DEFAULT_PIPELINE, PASSES, available, make_pass, parse_pipeline
 from passes.rewrite import NodeBuilder, Replacement, apply_patterns
 from passes.tile_flash import FlashToLoop, TileFlash
 
@@ -25,4 +25,5 @@ __all__ = [
     "apply_patterns",
     "available",
     "make_pass",
+    "parse_pipeline",
 ]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from passes.registry import DEFAULT_PIPELINE, Pass, make_pass
+from passes.registry import DEFAULT_PIPELINE, Pass, make_pass, parse_pipeline
 from tlir import EinsumGraph, PassError, TlirError
 
 
@@ -31,17 +31,15 @@ def _parse_pipeline(pipeline: str | Sequence[str | Pass] | None) -> list[Pass]:
     if pipeline is None:
         return [make_pass(name) for name in DEFAULT_PIPELINE]
     if isinstance(pipeline, str):
-        names: Sequence[str | Pass] = [p.strip() for p in pipeline.split(",") if p.strip()]
-    else:
-        names = pipeline
-    return [make_pass(p) if isinstance(p, str) else p for p in names]
+        return parse_pipeline(pipeline)
+    return [p if not isinstance(p, str) else parse_pipeline(p)[0] for p in pipeline]
 
 
 class PassManager:
     """`PassManager(pipeline=None, print_after_all=False)`; `run(graph)` returns a new graph.
 
     `pipeline`: None (the default pipeline, after which no flash node is left), a list of pass
-    names or pass objects, or a comma-separated string. `print_changes` prints only passes that
+    names or pass objects, or a pipeline string such as `tile-flash{block_q=0},dead-code`. `print_changes` prints only passes that
     changed the graph; `print_diff` prints a unified diff instead of the whole IR.
     """
 

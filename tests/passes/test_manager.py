@@ -111,3 +111,26 @@ def test_pattern_that_never_converges_raises():
     graph = tlir.parse_text('graph(%a) -> (%b) {\n  %b = elementwise "exp:i->i" (%a)\n}')
     with pytest.raises(tlir.PassError, match=r"pattern 'forever' still matched after 5 rewrites"):
         passes.apply_patterns(graph, [Forever()], max_iterations=5)
+
+
+def test_pipeline_strings_take_options_as_mlir_writes_them():
+    manager = passes.PassManager("tile-flash{block_q=0,block_kv=256},dead-code")
+    assert manager.passes[0] == passes.TileFlash(block_q=0, block_kv=256)
+    assert manager.pipeline == ["tile-flash", "dead-code"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "tile-flash{block_z=1}",
+            r"pass tile-flash has no option 'block_z'; its options: block_q, block_kv",
+        ),
+        ("tile-flash{block_q}", r"option 'block_q' of tile-flash needs key=value"),
+        ("tile-flash{block_kv=0}", r"block_kv must be an integer >= 1, found 0"),
+        ("tile flash", r"expected NAME or NAME\{key=value,...\}, found 'tile flash'"),
+    ],
+)
+def test_bad_pipeline_strings(text, message):
+    with pytest.raises(tlir.PassError, match=message):
+        passes.parse_pipeline(text)
