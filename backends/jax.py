@@ -100,8 +100,16 @@ class JaxInterpreter(Interpreter):
         return lax.dynamic_slice_in_dim(padded, start, size, axis)
 
     def dropout_keep(self, key: Any, i: Any, j: Any, rate: float, shape: list[int]) -> Array:
+        key = jnp.asarray(key) if not hasattr(key, "dtype") else key
         if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            if key.dtype != jnp.uint32 or key.shape != (2,):
+                raise LoweringError(
+                    "a dropout key must be jax.random.key(seed) or its uint32[2] key data, "
+                    f"found {key.dtype}{list(key.shape)}"
+                )
             key = jax.random.wrap_key_data(key)
+        elif key.shape != ():
+            raise LoweringError(f"a dropout key must be a single key, found shape {list(key.shape)}")
         tile_key = jax.random.fold_in(jax.random.fold_in(key, i), j)
         return jax.random.bernoulli(tile_key, 1.0 - rate, shape)
 
@@ -147,8 +155,16 @@ class Compiled:
         self.source = graph
         self.graph = lowered
         self.trace = trace
-        self.function = lower(lowered)
-        self.jitted = jax.jit(self.function)
+        run_lowered = lower(lowered)
+
+        def function(*inputs: Array) -> tuple[Array, ...]:
+            # The source graph's rules first (a flash node's k and v lengths, h % g): the
+            # lowered graph's generic checks would name internal nodes, or miss them.
+            check_inputs(graph, [jnp.asarray(x) for x in inputs])
+            return run_lowered(*inputs)
+
+        self.function = function
+        self.jitted = jax.jit(function)
 
     def __call__(self, *inputs: Array) -> tuple[Array, ...]:
         return self.jitted(*inputs)

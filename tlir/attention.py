@@ -49,21 +49,30 @@ class FlashAttentionConfig:
             )
         self.d_k = self.d_model // self.n_heads
 
+    def _changed(self, **changes: object) -> FlashAttentionConfig:
+        """A validated copy: a bad value is refused where it is given, not at build time."""
+        changed = replace(self, **changes)
+        changed.validate()
+        return changed
+
     def with_block_sizes(self, block_q: int, block_kv: int) -> FlashAttentionConfig:
-        return replace(self, block_size_q=block_q, block_size_kv=block_kv)
+        return self._changed(block_size_q=block_q, block_size_kv=block_kv)
 
     def with_causal(self, causal: bool) -> FlashAttentionConfig:
-        return replace(self, causal=bool(causal))
+        if not isinstance(causal, bool):
+            raise ConfigError(f"causal must be True or False, found {causal!r}")
+        return self._changed(causal=causal)
 
     def with_dropout(self, dropout: float) -> FlashAttentionConfig:
-        return replace(self, dropout=float(dropout))
+        return self._changed(dropout=dropout)
 
     def with_max_seq_len(self, max_seq_len: int) -> FlashAttentionConfig:
-        return replace(self, max_seq_len=max_seq_len)
+        """The longest sequence for the seed's memory estimates; it does not limit a graph."""
+        return self._changed(max_seq_len=max_seq_len)
 
     def with_kv_heads(self, n_kv_heads: int) -> FlashAttentionConfig:
         """Grouped-query (1 < n < n_heads) or multi-query (n = 1) attention."""
-        return replace(self, n_kv_heads=n_kv_heads)
+        return self._changed(n_kv_heads=n_kv_heads)
 
     @property
     def kv_heads(self) -> int:
@@ -80,6 +89,8 @@ class FlashAttentionConfig:
                 f"d_model must be a multiple of n_heads: d_model={self.d_model}, "
                 f"n_heads={self.n_heads}"
             )
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
+            raise ConfigError(f"dropout must be a number in [0, 1], found {self.dropout!r}")
         if not 0.0 <= self.dropout <= 1.0:
             raise ConfigError(f"dropout must be in [0, 1], found {self.dropout}")
         g = self.kv_heads
@@ -129,6 +140,11 @@ class FlashAttentionV2Config:
         sequence_parallel: bool = False,
         window_size: Window | None = None,
     ) -> None:
+        if base is not None and (base.d_model, base.n_heads) != (d_model, n_heads):
+            raise ConfigError(
+                f"base has d_model={base.d_model}, n_heads={base.n_heads}; "
+                f"expected d_model={d_model}, n_heads={n_heads}"
+            )
         self.base = base if base is not None else FlashAttentionConfig(d_model, n_heads)
         self.sequence_parallel = sequence_parallel
         self.window_size = window_size
@@ -147,10 +163,22 @@ class FlashAttentionV2Config:
 
     def with_window(self, window: Window) -> FlashAttentionV2Config:
         """An int w: a query sees keys at distance < w; a pair: (left, right) as given."""
-        return self._copy(window_size=window)
+        changed = self._copy(window_size=window)
+        changed.flash_window()
+        return changed
 
     def with_causal(self, causal: bool) -> FlashAttentionV2Config:
         return self._copy(base=self.base.with_causal(causal))
+
+    # The base configuration's options, so that a v2 configuration is built in one chain.
+    def with_block_sizes(self, block_q: int, block_kv: int) -> FlashAttentionV2Config:
+        return self._copy(base=self.base.with_block_sizes(block_q, block_kv))
+
+    def with_dropout(self, dropout: float) -> FlashAttentionV2Config:
+        return self._copy(base=self.base.with_dropout(dropout))
+
+    def with_kv_heads(self, n_kv_heads: int) -> FlashAttentionV2Config:
+        return self._copy(base=self.base.with_kv_heads(n_kv_heads))
 
     def validate(self) -> None:
         self.base.validate()

@@ -146,7 +146,12 @@ def reshape_shape(spec: ReshapeSpec, shapes: Sequence[Shape], where: str) -> Sha
     ]
     product = math.prod(k for k in known if k is not None)
     if None in known:
-        if product == 0 or total % product:
+        if product == 0:
+            raise GraphError(
+                f"{where}: cannot infer the new axis of an empty tensor (shape "
+                f"{list(source_shape)}): every size would fit"
+            )
+        if total % product:
             raise GraphError(
                 f"{where}: cannot infer the new axis: {total} elements are not a multiple of "
                 f"{product} (shape {list(source_shape)})"
@@ -167,8 +172,11 @@ def flash_shapes(spec: FlashSpec, shapes: Sequence[Shape], where: str) -> list[S
             raise GraphError(f"{where}: operand {role} must have rank 4, found {list(shape)}")
         for label, size in zip(term, shape):
             sizes.bind(label, size, f"operand {role}")
-    if spec.n_operands == 4 and len(shapes[3]) > 1:
-        raise GraphError(f"{where}: the PRNG key operand must be a key, found {list(shapes[3])}")
+    if spec.n_operands == 4 and tuple(shapes[3]) not in ((), (2,)):
+        raise GraphError(
+            f"{where}: the PRNG key operand must be a key (shape []) or uint32[2] key data, "
+            f"found shape {list(shapes[3])}"
+        )
     b, h, sq, _ = (sizes.sizes[label] for label in spec.q)
     g = sizes.sizes[spec.k[1]]
     skv = sizes.sizes[spec.k[2]]
@@ -352,6 +360,11 @@ def infer_shapes(
     graph: EinsumGraph, input_shapes: Mapping[int | str, Sequence[int]]
 ) -> dict[int, Shape]:
     """Shapes of every tensor, from the shapes of the graph inputs (keys: index or name)."""
+    if not isinstance(input_shapes, Mapping):
+        raise GraphError(
+            "infer_shapes takes {tensor index or name: shape}, found "
+            f"{type(input_shapes).__name__}"
+        )
     shapes: dict[int, Shape] = {}
     for key, shape in input_shapes.items():
         index = _tensor_index(graph, key)

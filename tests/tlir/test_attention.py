@@ -316,7 +316,10 @@ def test_a_causal_window_pair_still_sees_no_future_key():
     ids=["zero", "negative", "one-element", "negative-left", "triple", "bool", "float", "str"],
 )
 def test_invalid_windows(window, message):
-    config = FlashAttentionV2Config(512, 8).with_window(window)
+    with pytest.raises(ConfigError, match=message):
+        FlashAttentionV2Config(512, 8).with_window(window)  # refused where it is given
+    config = FlashAttentionV2Config(512, 8)
+    config.window_size = window  # a field set directly is caught by validate and the builder
     with pytest.raises(ConfigError, match=message):
         config.validate()
     with pytest.raises(ConfigError, match=message):
@@ -348,10 +351,38 @@ def test_kv_heads_default_to_the_query_heads():
 
 @pytest.mark.parametrize("kv_heads", [3, 0, -2, 16], ids=str)
 def test_kv_heads_must_divide_the_query_heads(kv_heads):
-    config = FlashAttentionConfig(512, 8).with_kv_heads(kv_heads)
     message = rf"n_kv_heads must be a positive divisor of n_heads=8, found {kv_heads}"
     with pytest.raises(ConfigError, match=message):
+        FlashAttentionConfig(512, 8).with_kv_heads(kv_heads)
+    config = FlashAttentionConfig(512, 8)
+    config.n_kv_heads = kv_heads
+    with pytest.raises(ConfigError, match=message):
         FlashAttention(config)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c.with_dropout(1.5), r"dropout must be in \[0, 1\], found 1\.5"),
+        (lambda c: c.with_dropout("0.1"), r"dropout must be a number in \[0, 1\], found '0\.1'"),
+        (lambda c: c.with_block_sizes(0, 64), r"block_size_q must be a positive integer, found 0"),
+        (lambda c: c.with_block_sizes(64, 32.5), r"block_size_kv must be a positive integer"),
+        (lambda c: c.with_causal("False"), r"causal must be True or False, found 'False'"),
+    ],
+    ids=["dropout-range", "dropout-type", "block-zero", "block-float", "causal-str"],
+)
+def test_builder_methods_refuse_bad_values_where_given(change, message):
+    with pytest.raises(ConfigError, match=message):
+        change(FlashAttentionConfig(512, 8))
+
+
+def test_v2_config_chains_the_base_options_and_checks_its_base():
+    config = (
+        FlashAttentionV2Config(512, 8).with_kv_heads(2).with_block_sizes(64, 32).with_dropout(0.1)
+    )
+    assert (config.base.kv_heads, config.base.block_size_q, config.base.dropout) == (2, 64, 0.1)
+    with pytest.raises(ConfigError, match=r"base has d_model=64, n_heads=4; expected d_model=32"):
+        FlashAttentionV2Config(32, 8, base=FlashAttentionConfig(64, 4))
 
 
 def test_gqa_shapes_check_the_head_ratio():

@@ -301,7 +301,7 @@ def test_flash_needs_nonempty_sequences(sq, skv):
         (FLASH, [(2, 4, 9), (2, 4, 3, 16), (2, 4, 3, 32)],
          r"operand q must have rank 4, found \[2, 4, 9\]"),
         (f"{FLASH}_dropout0.1", [(2, 4, 5, 16), (2, 4, 9, 16), (2, 4, 9, 32), (2, 2)],
-         r"the PRNG key operand must be a key, found \[2, 2\]"),
+         r"the PRNG key operand must be a key \(shape \[\]\) or uint32\[2\] key data, found shape \[2, 2\]"),
     ],
     ids=["h%g", "g=0", "h-mismatch", "d-mismatch", "k-mismatch", "b-mismatch", "rank", "key"],
 )  # fmt: skip
