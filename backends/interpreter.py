@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tlir import EinsumGraph, EinsumNode, LoweringError, TlirError
-from tlir.shapes import infer_shapes, reshape_shape, tile_size
+from tlir.shapes import TILE_RANGE_OPS, infer_shapes, reshape_shape, tile_size
 from tlir.spec import CustomVjpSpec, EinsumSpec, FlashSpec, LoopSpec, OpSpec, ReshapeSpec, Term
 
 Array = Any
@@ -61,8 +61,6 @@ REDUCE: dict[str, Callable[[Any, Array, tuple[int, ...]], Array]] = {
     "logsumexp": lambda xp, x, axes: _logsumexp(xp, x, axes),
 }
 
-TILE_RANGE_OPS = ("first_kv_tile", "end_kv_tile", "first_q_tile", "end_q_tile")
-
 # Ops handled by dedicated methods of Interpreter.
 SPECIAL = {
     "scale",
@@ -102,6 +100,14 @@ def softmax(xp: Any, x: Array, axis: int) -> Array:
     return xp.where(total == 0, xp.zeros_like(e), e / xp.where(total == 0, 1, total))
 
 
+def window_bound(value: Any, sq: int, skv: int) -> int | None:
+    """A window side as an int, or None when unbounded. Sides wider than both sequences mean
+    the same as no bound; clamping them keeps int32 index arithmetic from overflowing."""
+    if not math.isfinite(float(value)):
+        return None
+    return min(int(value), sq + skv)
+
+
 def visibility(
     xp: Any,
     sq: int,
@@ -121,10 +127,11 @@ def visibility(
     key = k_start + xp.arange(k_width)[None, :]
     diagonal = query + (skv - sq)
     visible = (key < skv) & (query < sq)
-    if math.isfinite(float(left)):
-        visible = visible & (key >= diagonal - int(left))
-    if math.isfinite(float(right)):
-        visible = visible & (key <= diagonal + int(right))
+    left, right = window_bound(left, sq, skv), window_bound(right, sq, skv)
+    if left is not None:
+        visible = visible & (key >= diagonal - left)
+    if right is not None:
+        visible = visible & (key <= diagonal + right)
     return visible
 
 
@@ -136,33 +143,39 @@ def tile_range(
     Unbounded sides give plain ints, so loops without a window keep static trip counts.
     """
     offset = skv - sq
+    left, right = window_bound(left, sq, skv), window_bound(right, sq, skv)
     if name == "first_kv_tile":
-        if not math.isfinite(float(left)):
+        if left is None:
             return 0
-        return xp.maximum(index * bq + offset - int(left), 0) // bk
+        return xp.maximum(index * bq + offset - left, 0) // bk
     if name == "end_kv_tile":
-        if not math.isfinite(float(right)):
+        if right is None:
             return -(-skv // bk)
         last_row = xp.minimum(index * bq + bq, sq) - 1
-        return xp.minimum(last_row + offset + int(right), skv - 1) // bk + 1
+        return xp.minimum(last_row + offset + right, skv - 1) // bk + 1
     if name == "first_q_tile":
-        if not math.isfinite(float(right)):
+        if right is None:
             return 0
-        return xp.maximum(index * bk - offset - int(right), 0) // bq
-    if not math.isfinite(float(left)):
+        return xp.maximum(index * bk - offset - right, 0) // bq
+    if left is None:
         return -(-sq // bq)
     last_key = xp.minimum(index * bk + bk, skv) - 1
-    return xp.minimum(last_key - offset + int(left), sq - 1) // bq + 1
+    return xp.minimum(last_key - offset + left, sq - 1) // bq + 1
 
 
-def check_inputs(graph: EinsumGraph, inputs: Sequence[Array]) -> None:
-    """The inputs fit the graph: one per graph input, with shapes that shape inference accepts."""
+def check_count(graph: EinsumGraph, inputs: Sequence[Array]) -> None:
     names = graph.inputs
     if len(inputs) != len(names):
         listed = ", ".join(graph.tensors[t] for t in names)
         raise LoweringError(
             f"the graph takes {len(names)} input(s) ({listed}), found {len(inputs)}"
         )
+
+
+def check_inputs(graph: EinsumGraph, inputs: Sequence[Array]) -> None:
+    """The inputs fit the graph: one per graph input, with shapes that shape inference accepts."""
+    check_count(graph, inputs)
+    names = graph.inputs
     infer_shapes(graph, {t: tuple(getattr(x, "shape", ())) for t, x in zip(names, inputs)})
 
 
@@ -177,11 +190,7 @@ class Interpreter:
     # Graph --------------------------------------------------------------------------------------
     def run_graph(self, graph: EinsumGraph, inputs: Sequence[Array]) -> tuple[Array, ...]:
         names = graph.inputs
-        if len(inputs) != len(names):
-            listed = ", ".join(graph.tensors[t] for t in names)
-            raise LoweringError(
-                f"the graph takes {len(names)} input(s) ({listed}), found {len(inputs)}"
-            )
+        check_count(graph, inputs)
         values: dict[int, Array] = dict(zip(names, inputs))
         for index, node in graph.iter_nodes():
             operands = [values.get(t) for t in node.inputs]

@@ -84,8 +84,12 @@ class JaxInterpreter(Interpreter):
         def region_backward(residuals: tuple, cotangents: tuple) -> tuple:
             xs, results = residuals
             grads = self.run_graph(backward, [*xs, *results, *cotangents])
+            # A grad body may write a scalar 0 for an operand it does not differentiate.
             return tuple(
-                g if jnp.issubdtype(x.dtype, jnp.inexact) else None for x, g in zip(xs, grads)
+                jnp.broadcast_to(g, x.shape).astype(x.dtype)
+                if jnp.issubdtype(x.dtype, jnp.inexact)
+                else None
+                for x, g in zip(xs, grads)
             )
 
         region.defvjp(region_forward, region_backward)
@@ -109,7 +113,9 @@ class JaxInterpreter(Interpreter):
                 )
             key = jax.random.wrap_key_data(key)
         elif key.shape != ():
-            raise LoweringError(f"a dropout key must be a single key, found shape {list(key.shape)}")
+            raise LoweringError(
+                f"a dropout key must be a single key, found shape {list(key.shape)}"
+            )
         tile_key = jax.random.fold_in(jax.random.fold_in(key, i), j)
         return jax.random.bernoulli(tile_key, 1.0 - rate, shape)
 

@@ -32,7 +32,20 @@ def _parse_pipeline(pipeline: str | Sequence[str | Pass] | None) -> list[Pass]:
         return [make_pass(name) for name in DEFAULT_PIPELINE]
     if isinstance(pipeline, str):
         return parse_pipeline(pipeline)
-    return [p if not isinstance(p, str) else parse_pipeline(p)[0] for p in pipeline]
+    if not isinstance(pipeline, Sequence):
+        raise PassError(
+            "a pipeline is None, a pipeline string, or a list of pass names and pass objects; "
+            f"found {type(pipeline).__name__}"
+        )
+    passes: list[Pass] = []
+    for item in pipeline:
+        if isinstance(item, str):
+            passes += parse_pipeline(item)
+        elif callable(getattr(item, "run", None)) and isinstance(getattr(item, "name", None), str):
+            passes.append(item)
+        else:
+            raise PassError(f"{item!r} is not a pass: a pass has a `name` and a `run(graph)`")
+    return passes
 
 
 class PassManager:
@@ -67,6 +80,12 @@ class PassManager:
 
     def run(self, graph: EinsumGraph) -> EinsumGraph:
         self.trace = []
+        try:
+            self.verify(graph)
+        except TlirError as error:
+            raise PassError(
+                f"the input graph does not verify, before any pass ran: {error}"
+            ) from None
         current = graph
         for index, pass_ in enumerate(self.passes):
             before_text = str(current)

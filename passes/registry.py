@@ -38,7 +38,7 @@ def available() -> list[str]:
     return sorted(PASSES)
 
 
-def make_pass(name: str, **options: Any) -> Pass:
+def make_pass(name: str, /, **options: Any) -> Pass:
     """The pass called `name`, with `options` as its fields."""
     try:
         factory = PASSES[name]

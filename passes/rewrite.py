@@ -10,6 +10,7 @@ after the graph's tensors) with readable, unique names, and collects nodes in or
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -129,12 +130,18 @@ def apply_patterns(
     max_iterations: int = 1000,
     log: RewriteLog | None = None,
 ) -> EinsumGraph:
-    """Rewrite to a fixed point. Returns `graph` itself when no pattern matches anywhere."""
+    """Rewrite to a fixed point, inside loop and custom_vjp bodies too.
+
+    Returns `graph` itself when no pattern matches anywhere.
+    """
+    if max_iterations < 1:
+        raise PassError(f"apply_patterns: max_iterations must be >= 1, found {max_iterations}")
     current = graph
+    found = None
     for _ in range(max_iterations):
         found = _first_match(current, patterns)
         if found is None:
-            return current
+            return _rewrite_bodies(current, patterns, max_iterations, log)
         index, pattern, replacement = found
         if log is not None:
             log.applied.append((pattern.name, index, current.nodes[index].spec))
@@ -143,6 +150,27 @@ def apply_patterns(
         f"pattern {found[1].name!r} still matched after {max_iterations} rewrites "
         f"(last at node {found[0]} {current.nodes[found[0]].spec!r}); it does not converge"
     )
+
+
+def _rewrite_bodies(
+    graph: EinsumGraph, patterns: Sequence[Pattern], max_iterations: int, log: RewriteLog | None
+) -> EinsumGraph:
+    """The graph with its nodes' bodies rewritten; `graph` itself when no body changed."""
+    nodes = []
+    for node in graph.nodes:
+        bodies = {}
+        for role in ("body", "grad_body"):
+            body = getattr(node, role)
+            if body is not None:
+                rewritten = apply_patterns(body, patterns, max_iterations, log)
+                if rewritten is not body:
+                    bodies[role] = rewritten
+        nodes.append(dataclasses.replace(node, **bodies) if bodies else node)
+    if all(new is old for new, old in zip(nodes, graph.nodes)):
+        return graph
+    rewritten_graph = graph.copy()
+    rewritten_graph.nodes = nodes
+    return rewritten_graph
 
 
 def _first_match(

@@ -9,12 +9,13 @@ intermediate stays printable. Inputs and outputs are the declared ones, or, when
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import networkx as nx
 
 from tlir.errors import GraphError, TlirError
+from tlir.ops import DTYPES
 from tlir.spec import CustomVjpSpec, FlashSpec, LoopSpec, OpSpec, Spec, parse_spec
 
 
@@ -43,6 +44,12 @@ class EinsumNode:
         object.__setattr__(self, "inputs", _indices(self.inputs, "inputs", self.spec))
         object.__setattr__(self, "outputs", _indices(self.outputs, "outputs", self.spec))
         object.__setattr__(self, "attrs", _attributes(self.attrs, self.spec))
+        for role in ("body", "grad_body"):
+            body = getattr(self, role)
+            if body is not None and not isinstance(body, EinsumGraph):
+                raise GraphError(
+                    f"node {self.spec!r}: {role} must be an EinsumGraph, found {type(body).__name__}"
+                )
         parsed = parse_spec(self.spec, self.kind)
         object.__setattr__(self, "parsed", parsed)
         object.__setattr__(self, "kind", parsed.kind)
@@ -148,14 +155,24 @@ class EinsumNode:
 _ATTRIBUTE = re.compile(r"[A-Za-z0-9_.+-]+")
 
 
-def _attributes(pairs: Iterable[tuple[object, object]], spec: str) -> tuple[tuple[str, str], ...]:
+def _attributes(pairs: object, spec: str) -> tuple[tuple[str, str], ...]:
     """Sorted (key, value) pairs; both single words, so the text form can print them bare."""
-    result = tuple(sorted((str(k), str(v)) for k, v in pairs))
+    items = pairs.items() if isinstance(pairs, Mapping) else pairs
+    try:
+        result = tuple(sorted((str(k), str(v)) for k, v in items))  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise GraphError(
+            f"node {spec!r}: attrs must be a mapping or (key, value) pairs, found {pairs!r}"
+        ) from None
     for key, value in result:
         if not (_ATTRIBUTE.fullmatch(key) and _ATTRIBUTE.fullmatch(value)):
             raise GraphError(
                 f"node {spec!r}: attribute {key}={value!r} must be words of letters, digits "
                 "and _ . + -"
+            )
+        if key == "acc" and value not in DTYPES:
+            raise GraphError(
+                f"node {spec!r}: attribute acc={value} must name a dtype: {', '.join(sorted(DTYPES))}"
             )
     return result
 
@@ -257,14 +274,24 @@ class EinsumGraph:
         return graph
 
     def topological_order(self) -> list[int]:
-        """Node indices in an order where producers come first; ties keep insertion order."""
-        graph = self.to_networkx()
+        """Node indices in an order where producers come first; ties keep insertion order.
+
+        Cached per node list: interpreters ask once per loop step.
+        """
+        key = tuple(map(id, self.nodes))
+        cached = getattr(self, "_order", None)
+        if cached is not None and cached[0] == key:
+            return list(cached[1])
         try:
-            order = nx.lexicographical_topological_sort(graph, key=str)
-            return [index for kind, index in order if kind == "node"]
+            sorted_vertices = nx.lexicographical_topological_sort(
+                self.to_networkx(), key=lambda vertex: vertex
+            )
+            order = [index for kind, index in sorted_vertices if kind == "node"]
         except nx.NetworkXUnfeasible:
             self.validate()
             raise
+        self._order = (key, order)
+        return list(order)
 
     def iter_nodes(self) -> Iterator[tuple[int, EinsumNode]]:
         for index in self.topological_order():

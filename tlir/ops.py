@@ -52,7 +52,7 @@ _ALL: list[OpDef] = [
     OpDef("cast_like", "elementwise", 2, (), "x converted to the dtype of y (y is not read)"),
     OpDef("select", "elementwise", 3, (), "a where cond else b"),
     OpDef("const", "elementwise", 0, ("c",), "a float32 scalar constant (inf, -inf allowed)"),
-    OpDef("iconst", "elementwise", 0, ("c",), "an int32 scalar constant (loop bounds)"),
+    OpDef("iconst", "elementwise", 0, ("n",), "an int32 scalar constant (loop bounds)"),
     OpDef(
         "full",
         "elementwise",
@@ -107,7 +107,8 @@ _ALL: list[OpDef] = [
             3,
             ("bq", "bk", "left", "right"),
             f"{what}: an int32 scalar from q (operand 0), k (operand 1) and the tile index "
-            "(operand 2); tiles outside this range are fully masked and skipped",
+            "(operand 2); positions are the second-to-last axis of q and k; tiles outside this "
+            "range are fully masked and skipped",
         )
         for name, what in (
             ("first_kv_tile", "the first key tile that query tile i can see"),
@@ -128,6 +129,9 @@ _ALL: list[OpDef] = [
 ]
 
 OPS: dict[str, OpDef] = {op.name: op for op in _ALL}
+
+# The dtypes that `cast` and an einsum's `acc` attribute name.
+DTYPES = frozenset({"float16", "bfloat16", "float32", "float64", "int32", "int64", "bool"})
 
 
 def lookup(name: str, spec_text: str) -> OpDef:

@@ -27,10 +27,8 @@ from tlir.spec import (
 Shape = tuple[int, ...]
 
 # Ops that write a scalar computed from their operands' shapes (or from nothing).
-SCALAR_OPS = frozenset(
-    {"rsqrt_size", "num_tiles", "const", "iconst"}
-    | {"first_kv_tile", "end_kv_tile", "first_q_tile", "end_q_tile"}
-)
+TILE_RANGE_OPS = frozenset({"first_kv_tile", "end_kv_tile", "first_q_tile", "end_q_tile"})
+SCALAR_OPS = frozenset({"rsqrt_size", "num_tiles", "const", "iconst"}) | TILE_RANGE_OPS
 
 
 def tile_size(size: int, extent: int) -> int:
@@ -177,7 +175,9 @@ def flash_shapes(spec: FlashSpec, shapes: Sequence[Shape], where: str) -> list[S
             f"{where}: the PRNG key operand must be a key (shape []) or uint32[2] key data, "
             f"found shape {list(shapes[3])}"
         )
-    b, h, sq, _ = (sizes.sizes[label] for label in spec.q)
+    b, h, sq, d = (sizes.sizes[label] for label in spec.q)
+    if d < 1:
+        raise GraphError(f"{where}: the head dim {spec.q[3]!r} must be >= 1, found {d}")
     g = sizes.sizes[spec.k[1]]
     skv = sizes.sizes[spec.k[2]]
     if sq < 1 or skv < 1:
@@ -220,6 +220,13 @@ def op_shape(spec: OpSpec, shapes: Sequence[Shape], where: str) -> Shape:
         return _mask_shape(spec, sizes, where)
     if spec.op == "crop":
         return _crop_shape(spec, shapes, where)
+    if spec.op in TILE_RANGE_OPS and (len(spec.inputs[0]) < 2 or len(spec.inputs[1]) < 2):
+        raise GraphError(
+            f"{where}: {spec.op} reads positions from the second-to-last axis of q and k; "
+            "expected terms such as bhqd,bhkd"
+        )
+    if spec.op == "rsqrt_size" and sizes.sizes.get(str(spec.args[0])) == 0:
+        raise GraphError(f"{where}: rsqrt_size of the empty axis {spec.args[0]!r}")
     if spec.op in SCALAR_OPS:
         if output:
             raise GraphError(f"{where}: {spec.op} writes a scalar, found output {output!r}")
@@ -293,6 +300,8 @@ def _unlabelled_op_shape(spec: OpSpec, shapes: Sequence[Shape], where: str) -> S
             if not isinstance(axis, int) or axis >= len(shape):
                 raise GraphError(f"{where}: axis {axis} is out of range for shape {list(shape)}")
         return tuple(s for i, s in enumerate(shape) if i not in axes)
+    if spec.op == "softmax" and not shapes[0]:
+        raise GraphError(f"{where}: softmax over the last axis needs rank >= 1, found a scalar")
     read = [shapes[i] for i in spec.read_operands]
     return _broadcast(read, where) if read else ()
 

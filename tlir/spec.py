@@ -291,7 +291,7 @@ def format_flash(
     if window is not None:
         text += f"_window{window[0]}x{window[1]}"
     if dropout > 0:
-        text += f"_dropout{dropout:g}"
+        text += f"_dropout{dropout!r}"
     if lse:
         text += "_lse"
     return text
@@ -323,7 +323,7 @@ def parse_flash(text: str) -> FlashSpec:
             )
     _check_flash_roles(text, q, k, v, out)
     parts = rest.split("_")
-    if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+    if len(parts) < 2 or not all(re.fullmatch(r"[0-9]+", p) for p in parts[:2]):
         raise SpecError(f"spec {text!r}: expected block sizes _<Bq>_<Bc> after the output term")
     block_q, block_kv = int(parts[0]), int(parts[1])
     if block_q == 0 or block_kv == 0:
@@ -516,6 +516,8 @@ _ARG_RULES: dict[str, tuple[str, Callable[[Arg], bool]]] = {
     "right": ("an integer >= 0 or inf", lambda a: a == math.inf or _is_count(a)),
     "c": ("a number", lambda a: not isinstance(a, str)),
     "p": ("a probability in [0, 1]", lambda a: not isinstance(a, str) and 0 <= a <= 1),
+    "n": ("an integer", lambda a: isinstance(a, int)),
+    "dtype": (f"one of {', '.join(sorted(ops.DTYPES))}", lambda a: a in ops.DTYPES),
 }
 
 
@@ -549,6 +551,8 @@ def _unlabelled(text: str, opdef: ops.OpDef, args: tuple[Arg, ...]) -> OpSpec:
     if opdef.kind == "reduce":
         if not all(isinstance(a, int) and a >= 0 for a in args):
             raise SpecError(f"spec {text!r}: reduce axes must be non-negative integers")
+        if len(set(args)) != len(args):
+            raise SpecError(f"spec {text!r}: a reduce axis is repeated in {list(args)}")
         return OpSpec(text, opdef.name, args, None, None)
     if opdef.name not in UNLABELLED_OPS:
         raise SpecError(f"spec {text!r}: {opdef.name} needs labelled terms, name(args):terms->term")
