@@ -251,3 +251,16 @@ def test_dropout_gradient_uses_the_same_mask():
     want = jax.vjp(dense, q, k, v)[1](d_out)
     for a, b in zip(got, want):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=2e-5)
+
+
+def test_a_window_wider_than_both_sequences_is_no_window():
+    """Window sides are clamped before int32 index arithmetic, which would otherwise overflow."""
+    rng = np.random.default_rng(21)
+    q, k, v = (jnp.asarray(x, jnp.float32) for x in random_qkv(rng, 20, 10, 2, 2, 8, "f"))
+    ref, _ = attention64(q, k, v, False, None)
+    for window in [(2**31 - 1, 0), (3_000_000_000, 2**40)]:
+        graph = flash_graph(flash_spec("h", 8, 4, window=window))
+        (out,) = backend_jax.compile(graph)(q, k, v)
+        expected, _ = attention64(q, k, v, False, window)
+        np.testing.assert_allclose(np.asarray(out), expected, atol=2e-6)
+    np.testing.assert_allclose(expected, ref, atol=1e-12)  # the last window covers everything

@@ -134,3 +134,30 @@ def test_pipeline_strings_take_options_as_mlir_writes_them():
 def test_bad_pipeline_strings(text, message):
     with pytest.raises(tlir.PassError, match=message):
         passes.parse_pipeline(text)
+
+
+@pytest.mark.parametrize(
+    "pipeline, message",
+    [
+        (5, r"a pipeline is None, a pipeline string, or a list .* found int"),
+        ([5], r"5 is not a pass: a pass has a `name` and a `run\(graph\)`"),
+        ("dead-code{name=x}", r"pass dead-code has no option 'name'; its options: none"),
+    ],
+)
+def test_bad_pipelines_are_pass_errors(pipeline, message):
+    with pytest.raises(tlir.PassError, match=message):
+        passes.PassManager(pipeline)
+
+
+def test_list_items_may_be_pipeline_strings():
+    assert passes.PassManager(["tile-flash{block_q=0},dead-code", ""]).pipeline == [
+        "tile-flash",
+        "dead-code",
+    ]
+
+
+def test_an_invalid_input_graph_is_not_blamed_on_the_first_pass():
+    graph = flash_graph(flash_spec("h", 32, 32))
+    graph.add_node(graph.nodes[0])
+    with pytest.raises(tlir.PassError, match=r"the input graph does not verify, before any pass"):
+        passes.PassManager().run(graph)

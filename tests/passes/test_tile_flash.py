@@ -90,3 +90,23 @@ def test_causal_and_window_skip_tiles_but_plain_attention_does_not():
 def test_bad_options_are_pass_errors(option, value):
     with pytest.raises(tlir.PassError, match=rf"{option} must be an integer"):
         passes.TileFlash(**{option: value})
+
+
+def test_flash_nodes_inside_loop_bodies_are_rewritten():
+    body = tlir.parse_text(
+        """graph(%j, %q, %k, %v, %acc) -> (%sum) {
+  %o = flash "flash_bhqd,bhkd,bhkv->bhqv_8_8" (%q, %k, %v)
+  %sum = elementwise "add:bhqv,bhqv->bhqv" (%acc, %o)
+}"""
+    )
+    graph = tlir.EinsumGraph()
+    q, k, v, lo, hi, acc0, out = (
+        graph.add_tensor(n) for n in ("q", "k", "v", "lo", "hi", "a", "o")
+    )
+    graph.add_node(tlir.EinsumNode("iconst(0):->", (), (lo,)))
+    graph.add_node(tlir.EinsumNode("iconst(2):->", (), (hi,)))
+    graph.add_node(tlir.EinsumNode("full(0):bhqd->bhqd", (q,), (acc0,)))
+    graph.add_node(tlir.EinsumNode.loop(1, (lo, hi, q, k, v, acc0), (out,), body))
+    rewritten = passes.PassManager().run(graph)
+    assert " flash " not in str(rewritten) and "custom_vjp" in str(rewritten)
+    assert " flash " in str(graph)  # the input is untouched

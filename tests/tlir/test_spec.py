@@ -569,3 +569,19 @@ def test_parse_spec_raises_only_spec_errors(prefix, junk, kind):
 def test_spec_error_is_a_tlir_error():
     with pytest.raises(TlirError):
         parse_spec("i->i->i")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("flash_bhqd,bhkd,bhkv->bhqv_\u00b2_16", r"expected block sizes _<Bq>_<Bc>"),
+        ("iconst(1.5):->", r"iconst argument n must be an integer, found 1\.5"),
+        ("iconst(inf):->", r"iconst argument n must be an integer, found inf"),
+        ("cast(foo):ij->ij", r"cast argument dtype must be one of bfloat16, bool, float16"),
+        ("sum(1,1)", r"a reduce axis is repeated in \[1, 1\]"),
+    ],
+    ids=["unicode-digit", "iconst-float", "iconst-inf", "cast-dtype", "reduce-repeat"],
+)
+def test_argument_checks(text, message):
+    with pytest.raises(SpecError, match=message):
+        parse_spec(text)
