@@ -452,8 +452,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------ parser
 
 DEFAULT_HELP = (
-    "backends.jax.default_pipeline() for JAX's default platform: tile-flash,dead-code on a CPU, "
-    "with the GPU tile sizes of backends.jax on a GPU"
+    "backends.jax.default_pipeline() for JAX's default platform: "
+    "tile-flash{block_q=1024},dead-code on a CPU, tile-flash{block_q=4096,block_kv=1024},dead-code "
+    "on a GPU; --pipeline tile-flash,dead-code keeps the spec's own tiles"
 )
 
 

@@ -17,7 +17,17 @@ With grouped-query attention the einsums sum dK and dV over the query heads of e
 
 from __future__ import annotations
 
-from passes.flash_terms import F32, Terms, apply_dropout, masked_scores, window_args
+from passes.flash_terms import (
+    F32,
+    Terms,
+    apply_dropout,
+    dropout_keep,
+    kv_tiles,
+    masked_scores,
+    named_inputs,
+    prologue,
+    visible_tiles,
+)
 from passes.rewrite import NodeBuilder
 from tlir import EinsumGraph, FlashSpec
 
@@ -28,9 +38,9 @@ def _query_step(spec: FlashSpec, t: Terms, block_q: int, tile: int) -> EinsumGra
     whole = block_q == 0
     names = ["i", "j", "q", "k", "q_padded", "do_padded", "lse_padded", "delta_padded"]
     names += ["k_tile", "v_tile", "scale"] + (["key"] if spec.dropout > 0 else [])
-    inputs = [body.tensor(name) for name in names + ["dq", "dk", "dv"]]
-    i, j, q, k, q_padded, do_padded, lse_padded, delta_padded, k_tile, v_tile, scale = inputs[:11]
-    dq, dk, dv = inputs[-3:]
+    x = named_inputs(body, names + ["dq", "dk", "dv"])
+    i, j, k_tile, v_tile, scale = x["i"], x["j"], x["k_tile"], x["v_tile"], x["scale"]
+    dq, dk, dv = x["dq"], x["dk"], x["dv"]
     sc, row = t.scores, t.row
 
     def query_tile(tensor: int, term: str, name: str) -> int:
@@ -38,22 +48,20 @@ def _query_step(spec: FlashSpec, t: Terms, block_q: int, tile: int) -> EinsumGra
             return tensor
         return body.node(f"tile(q,{block_q}):{term},->{term}", [tensor, i], name)
 
-    q_tile = query_tile(q_padded, t.q, "q_tile")
-    do_tile = query_tile(do_padded, t.acc, "do_tile")
-    lse_tile = query_tile(lse_padded, row, "lse_tile")
-    delta_tile = query_tile(delta_padded, row, "delta_tile")
-    masked = masked_scores(body, spec, t, (q_tile, k_tile), (q, k), (i, j), scale, block_q, tile)
+    q_tile = query_tile(x["q_padded"], t.q, "q_tile")
+    do_tile = query_tile(x["do_padded"], t.acc, "do_tile")
+    lse_tile = query_tile(x["lse_padded"], row, "lse_tile")
+    delta_tile = query_tile(x["delta_padded"], row, "delta_tile")
+    masked = masked_scores(
+        body, spec, t, (q_tile, k_tile), (x["q"], x["k"]), (i, j), scale, block_q, tile
+    )
     shift = body.node(f"inf_to_zero:{row}->{row}", [lse_tile], "shift")
     centered = body.node(f"sub:{sc},{row}->{sc}", [masked, shift], "centered")
     p = body.node(f"exp:{sc}->{sc}", [centered], "p")
     dp = body.node(f"{t.acc},{t.v}->{sc}", [do_tile, v_tile], "dp", attrs=F32)
     p_used = p
     if spec.dropout > 0:
-        keep = body.node(
-            f"dropout_keep({spec.dropout!r}):,{t.q},{t.k},,->{sc}",
-            [inputs[11], q_tile, k_tile, i, j],
-            "keep",
-        )
+        keep = dropout_keep(body, spec, t, x["key"], (q_tile, k_tile), i, j)
         p_used = apply_dropout(body, spec, t, p, keep, "p_dropped")
         dp = apply_dropout(body, spec, t, dp, keep, "dp_dropped")
     p_low = body.node(f"cast_like:{sc},{t.acc}->{sc}", [p_used, do_tile], "p_cast")
@@ -73,7 +81,7 @@ def _query_step(spec: FlashSpec, t: Terms, block_q: int, tile: int) -> EinsumGra
         dq_sum = body.node(f"add:{t.q},{t.q}->{t.q}", [dq_tile, dq_part], "dq_sum")
         put = f"put_tile(q,{block_q}):{t.q},{t.q},->{t.q}"
         new_dq = body.node(put, [dq, dq_sum, i], "new_dq")
-    return body.graph(inputs=inputs, outputs=[new_dq, new_dk, new_dv])
+    return body.graph(inputs=list(x.values()), outputs=[new_dq, new_dk, new_dv])
 
 
 def _key_step(spec: FlashSpec, t: Terms, block_q: int, tile: int) -> EinsumGraph:
@@ -81,19 +89,16 @@ def _key_step(spec: FlashSpec, t: Terms, block_q: int, tile: int) -> EinsumGraph
     body = NodeBuilder(0, "")
     names = ["j", "q", "k", "q_padded", "do_padded", "lse_padded", "delta_padded"]
     names += ["k_padded", "v_padded", "scale"] + (["key"] if spec.dropout > 0 else [])
-    inputs = [body.tensor(name) for name in names + ["dq", "dk", "dv"]]
-    j, q, k, q_padded, do_padded, lse_padded, delta_padded, k_padded, v_padded, scale = inputs[:10]
-    key = inputs[10:11] if spec.dropout > 0 else []
-    dq, dk, dv = inputs[-3:]
-    k_tile = body.node(f"tile(k,{tile}):{t.k},->{t.k}", [k_padded, j], "k_tile")
-    v_tile = body.node(f"tile(k,{tile}):{t.v},->{t.v}", [v_padded, j], "v_tile")
+    x = named_inputs(body, names + ["dq", "dk", "dv"])
+    j, q, k, dq, dk, dv = x["j"], x["q"], x["k"], x["dq"], x["dk"], x["dv"]
+    k_tile, v_tile = kv_tiles(body, t, tile, x["k_padded"], x["v_padded"], j)
     dk0 = body.node(f"full(0):{t.k}->{t.k}", [k_tile], "dk0")
     dv0 = body.node(f"full(0):{t.v}->{t.v}", [v_tile], "dv0")
-    bounds = f"({window_args(spec, block_q, tile)}):{t.q},{t.k},->"
-    lo = body.node(f"first_q_tile{bounds}", [q, k, j], "lo")
-    hi = body.node(f"end_q_tile{bounds}", [q, k, j], "hi")
+    lo, hi = visible_tiles(body, spec, t, "q", (block_q, tile), (q, k, j))
     carried = [body.tensor("dq_out"), body.tensor("dk_tile"), body.tensor("dv_tile")]
-    invariants = [j, q, k, q_padded, do_padded, lse_padded, delta_padded, k_tile, v_tile, scale]
+    rows = [x[name] for name in ("q_padded", "do_padded", "lse_padded", "delta_padded")]
+    invariants = [j, q, k, *rows, k_tile, v_tile, x["scale"]]
+    key = [x["key"]] if "key" in x else []
     body.node(
         "loop(carry=3)",
         [lo, hi, *invariants, *key, dq, dk0, dv0],
@@ -104,7 +109,7 @@ def _key_step(spec: FlashSpec, t: Terms, block_q: int, tile: int) -> EinsumGraph
     put = f"put_tile(k,{tile})"
     new_dk = body.node(f"{put}:{t.k},{t.k},->{t.k}", [dk, dk_tile, j], "new_dk")
     new_dv = body.node(f"{put}:{t.v},{t.v},->{t.v}", [dv, dv_tile, j], "new_dv")
-    return body.graph(inputs=inputs, outputs=[new_dq, new_dk, new_dv])
+    return body.graph(inputs=list(x.values()), outputs=[new_dq, new_dk, new_dv])
 
 
 def backward_graph(spec: FlashSpec, block_q: int, tile: int) -> EinsumGraph:
@@ -124,9 +129,7 @@ def backward_graph(spec: FlashSpec, block_q: int, tile: int) -> EinsumGraph:
     product = build.node(f"mul:{t.acc},{t.acc}->{t.acc}", [do32, out32], "d_out_out")
     rowsum = build.node(f"sum:{t.acc}->{t.row}", [product], "rowsum")
     delta = build.node(f"sub:{t.row},{t.row}->{t.row}", [rowsum, dlse_rows], "delta")
-    scale = build.node("rsqrt_size(d):bhqd->", [q], "scale")
-    k_padded = build.node(f"pad_tiles(k,{tile}):{t.k}->{t.k}", [k], "k_padded")
-    v_padded = build.node(f"pad_tiles(k,{tile}):{t.v}->{t.v}", [v], "v_padded")
+    scale, k_padded, v_padded = prologue(build, t, q, k, v, tile)
     if block_q == 0:
         padded = [q_rows, do_rows, lse_rows, delta]
     else:

@@ -1,4 +1,4 @@
-"""What the forward and backward tilings of a flash node share: terms, bounds and prologue.
+"""What the forward and backward tilings of a flash node share: terms, tiles, bounds, masks.
 
 Legend: b batch, h query heads, g kv heads, r query heads per kv head, q/k positions, d head dim,
 v value dim. With grouped-query attention the loops see q as [b,g,r,q,d], so K and V are never
@@ -102,3 +102,53 @@ def apply_dropout(
     boosted = build.node(f"scale({dropout_scale(spec)!r}):{sc}->{sc}", [x], f"{name}_boosted")
     zero = build.node("const(0):->", [], "zero")
     return build.node(f"select:{sc},{sc},->{sc}", [keep, boosted, zero], name)
+
+
+def named_inputs(build: NodeBuilder, names: list[str]) -> dict[str, int]:
+    """A body's input tensors by name, created in the order of the loop's operands."""
+    return {name: build.tensor(name) for name in names}
+
+
+def prologue(build: NodeBuilder, t: Terms, q: int, k: int, v: int, tile: int) -> tuple[int, ...]:
+    """(scale, K padded, V padded): 1/sqrt(d), and K, V padded with zeros to whole key tiles."""
+    scale = build.node("rsqrt_size(d):bhqd->", [q], "scale")
+    k_padded = build.node(f"pad_tiles(k,{tile}):{t.k}->{t.k}", [k], "k_padded")
+    v_padded = build.node(f"pad_tiles(k,{tile}):{t.v}->{t.v}", [v], "v_padded")
+    return scale, k_padded, v_padded
+
+
+def kv_tiles(
+    build: NodeBuilder, t: Terms, tile: int, k_padded: int, v_padded: int, j: int
+) -> tuple[int, int]:
+    """Key tile j of K and V."""
+    k_tile = build.node(f"tile(k,{tile}):{t.k},->{t.k}", [k_padded, j], "k_tile")
+    v_tile = build.node(f"tile(k,{tile}):{t.v},->{t.v}", [v_padded, j], "v_tile")
+    return k_tile, v_tile
+
+
+def visible_tiles(
+    build: NodeBuilder,
+    spec: FlashSpec,
+    t: Terms,
+    axis: str,
+    tiles: tuple[int, int],
+    operands: tuple[int, int, int],
+) -> tuple[int, int]:
+    """(lo, hi): the `axis` ("kv" or "q") tiles that the other axis's tile can see."""
+    block_q, tile = tiles
+    bounds = f"({window_args(spec, block_q, tile)}):{t.q},{t.k},->"
+    lo = build.node(f"first_{axis}_tile{bounds}", list(operands), "lo")
+    hi = build.node(f"end_{axis}_tile{bounds}", list(operands), "hi")
+    return lo, hi
+
+
+def dropout_keep(
+    build: NodeBuilder, spec: FlashSpec, t: Terms, key: int, tiles: tuple[int, int], i: int, j: int
+) -> int:
+    """The keep mask of tile (i, j): the forward and the backward draw the same one."""
+    q_tile, k_tile = tiles
+    return build.node(
+        f"dropout_keep({spec.dropout!r}):,{t.q},{t.k},,->{t.scores}",
+        [key, q_tile, k_tile, i, j],
+        "keep",
+    )

@@ -27,8 +27,12 @@ from passes.flash_terms import (
     F32,
     Terms,
     apply_dropout,
+    dropout_keep,
+    kv_tiles,
     masked_scores,
-    window_args,
+    named_inputs,
+    prologue,
+    visible_tiles,
 )
 from passes.rewrite import NodeBuilder, Replacement, apply_patterns
 from tlir import EinsumGraph, EinsumNode, FlashSpec, PassError
@@ -53,13 +57,14 @@ def _kv_step(spec: FlashSpec, t: Terms, block_q: int, tile: int) -> EinsumGraph:
     body = NodeBuilder(0, "")
     names = ["j", "i", "q_tile", "q", "k", "k_padded", "v_padded", "scale"]
     names += ["key"] if spec.dropout > 0 else []
-    inputs = [body.tensor(name) for name in names + ["acc", "max", "sum"]]
-    j, i, q_tile, q, k, k_padded, v_padded, scale = inputs[:8]
-    acc, row_max, row_sum = inputs[-3:]
+    x = named_inputs(body, names + ["acc", "max", "sum"])
+    j, i, q_tile = x["j"], x["i"], x["q_tile"]
+    acc, row_max, row_sum = x["acc"], x["max"], x["sum"]
     row, sc = t.row, t.scores
-    k_tile = body.node(f"tile(k,{tile}):{t.k},->{t.k}", [k_padded, j], "k_tile")
-    v_tile = body.node(f"tile(k,{tile}):{t.v},->{t.v}", [v_padded, j], "v_tile")
-    masked = masked_scores(body, spec, t, (q_tile, k_tile), (q, k), (i, j), scale, block_q, tile)
+    k_tile, v_tile = kv_tiles(body, t, tile, x["k_padded"], x["v_padded"], j)
+    masked = masked_scores(
+        body, spec, t, (q_tile, k_tile), (x["q"], x["k"]), (i, j), x["scale"], block_q, tile
+    )
     tile_max = body.node(f"max:{sc}->{row}", [masked], "tile_max")
     new_max = body.node(f"maximum:{row},{row}->{row}", [row_max, tile_max], "new_max")
     # A row with no visible key so far has max -inf; shift by 0 instead so exp gives 0, not NaN.
@@ -72,26 +77,20 @@ def _kv_step(spec: FlashSpec, t: Terms, block_q: int, tile: int) -> EinsumGraph:
     kept_sum = body.node(f"mul:{row},{row}->{row}", [row_sum, alpha], "kept_sum")
     new_sum = body.node(f"add:{row},{row}->{row}", [kept_sum, p_sum], "new_sum")
     if spec.dropout > 0:
-        keep = body.node(
-            f"dropout_keep({spec.dropout!r}):,{t.q},{t.k},,->{sc}",
-            [inputs[8], q_tile, k_tile, i, j],
-            "keep",
-        )
+        keep = dropout_keep(body, spec, t, x["key"], (q_tile, k_tile), i, j)
         p = apply_dropout(body, spec, t, p, keep, "p_dropped")
     p_low = body.node(f"cast_like:{sc},{t.v}->{sc}", [p, v_tile], "p_cast")
     pv = body.node(f"{sc},{t.v}->{t.acc}", [p_low, v_tile], "pv", attrs=F32)
     kept_acc = body.node(f"mul:{t.acc},{row}->{t.acc}", [acc, alpha], "kept_acc")
     new_acc = body.node(f"add:{t.acc},{t.acc}->{t.acc}", [kept_acc, pv], "new_acc")
-    return body.graph(inputs=inputs, outputs=[new_acc, new_max, new_sum])
+    return body.graph(inputs=list(x.values()), outputs=[new_acc, new_max, new_sum])
 
 
 def _attend(
     build: NodeBuilder, spec: FlashSpec, t: Terms, x: _Tiles, block_q: int, tile: int
 ) -> tuple[int, int]:
     """The key-tile loop of one query tile; returns its (output, lse) rows, float32."""
-    bounds = f"({window_args(spec, block_q, tile)}):{t.q},{t.k},->"
-    lo = build.node(f"first_kv_tile{bounds}", [x.q, x.k, x.i], "lo")
-    hi = build.node(f"end_kv_tile{bounds}", [x.q, x.k, x.i], "hi")
+    lo, hi = visible_tiles(build, spec, t, "kv", (block_q, tile), (x.q, x.k, x.i))
     acc0 = build.node(f"full(0):{t.q},{t.v}->{t.acc}", [x.q_tile, x.v_padded], "acc0")
     max0 = build.node(f"full(-inf):{t.q}->{t.row}", [x.q_tile], "max0")
     sum0 = build.node(f"full(0):{t.q}->{t.row}", [x.q_tile], "sum0")
@@ -116,17 +115,17 @@ def _query_tile_step(spec: FlashSpec, t: Terms, block_q: int, tile: int) -> Eins
     body = NodeBuilder(0, "")
     names = ["i", "q_padded", "q", "k", "k_padded", "v_padded", "scale"]
     names += ["key"] if spec.dropout > 0 else []
-    inputs = [body.tensor(name) for name in names + ["out", "lse"]]
-    i, q_padded, q, k, k_padded, v_padded, scale = inputs[:7]
-    out_buffer, lse_buffer = inputs[-2:]
-    q_tile = body.node(f"tile(q,{block_q}):{t.q},->{t.q}", [q_padded, i], "q_tile")
-    key = inputs[7] if spec.dropout > 0 else None
-    tiles = _Tiles(i, q_tile, q, k, k_padded, v_padded, scale, key)
+    x = named_inputs(body, names + ["out", "lse"])
+    i, out_buffer, lse_buffer = x["i"], x["out"], x["lse"]
+    q_tile = body.node(f"tile(q,{block_q}):{t.q},->{t.q}", [x["q_padded"], i], "q_tile")
+    tiles = _Tiles(
+        i, q_tile, x["q"], x["k"], x["k_padded"], x["v_padded"], x["scale"], x.get("key")
+    )
     out, lse = _attend(body, spec, t, tiles, block_q, tile)
     put = f"put_tile(q,{block_q})"
     new_out = body.node(f"{put}:{t.acc},{t.acc},->{t.acc}", [out_buffer, out, i], "new_out")
     new_lse = body.node(f"{put}:{t.row},{t.row},->{t.row}", [lse_buffer, lse, i], "new_lse")
-    return body.graph(inputs=inputs, outputs=[new_out, new_lse])
+    return body.graph(inputs=list(x.values()), outputs=[new_out, new_lse])
 
 
 def forward_graph(spec: FlashSpec, block_q: int, tile: int) -> EinsumGraph:
@@ -136,9 +135,7 @@ def forward_graph(spec: FlashSpec, block_q: int, tile: int) -> EinsumGraph:
     key = build.tensor("key") if spec.dropout > 0 else None
     t = Terms.of(spec)
     q_rows = t.rows_of(build, q, "bhqd", k, "q_grouped")
-    scale = build.node("rsqrt_size(d):bhqd->", [q], "scale")
-    k_padded = build.node(f"pad_tiles(k,{tile}):{t.k}->{t.k}", [k], "k_padded")
-    v_padded = build.node(f"pad_tiles(k,{tile}):{t.v}->{t.v}", [v], "v_padded")
+    scale, k_padded, v_padded = prologue(build, t, q, k, v, tile)
     if block_q == 0:
         first = build.node("iconst(0):->", [], "i")
         tiles = _Tiles(first, q_rows, q_rows, k, k_padded, v_padded, scale, key)
