@@ -2,7 +2,8 @@
 
 Loop nodes become `jax.lax.fori_loop` (a scan when both bounds are constants, a while loop when a
 bound depends on an enclosing loop's index: block skipping); custom_vjp nodes become
-`jax.custom_vjp` functions whose backward runs the node's grad body; plain einsum nodes go through opt_einsum with its jax
+`jax.custom_vjp` functions whose backward runs the node's grad body; plain einsum nodes go
+through opt_einsum with its jax
 backend, the contraction path planned once per operand shapes (at trace time, cached); einsums
 with `acc=float32` use `jnp.einsum(..., preferred_element_type=float32)` so bf16/fp16 inputs
 accumulate in float32; reshape, elementwise and reduce nodes use jax.numpy. `compile(graph)` runs

@@ -495,7 +495,8 @@ class _Renderer:
         indent: str,
     ) -> list[str]:
         """`@jax.custom_vjp def region_<result>` (the body) with `defvjp(fwd, bwd)`, as
-        `JaxInterpreter.custom_vjp`: residuals are the operands and results; bwd is the grad body."""
+        `JaxInterpreter.custom_vjp`: residuals are the operands and results; bwd is the grad
+        body."""
         forward, backward = node.body, node.grad_body
         assert forward is not None and backward is not None
         self.uses_jax = True

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from backends.interpreter import Interpreter, check_inputs, softmax, visibility
-from tlir import EinsumGraph, FlashSpec, LoweringError
+from tlir import EinsumGraph, EinsumNode, FlashSpec, LoweringError
 from tlir.spec import EinsumSpec
 
 
@@ -57,7 +57,7 @@ class NumpyInterpreter(Interpreter):
             return np.asarray(x, dtype=np.float64)
         return np.asarray(x).astype(str(dtype))
 
-    def einsum(self, node, spec: EinsumSpec, operands: list) -> np.ndarray:  # type: ignore[override]
+    def einsum(self, node: EinsumNode, spec: EinsumSpec, operands: list) -> np.ndarray:
         return np.einsum(spec.text, *operands)
 
     def flash(self, spec: FlashSpec, operands: list) -> list:

@@ -3,7 +3,8 @@
     PYTHONPATH=. python3 benchmarks/longest.py [--start 32768] [--stop 1048576] [--impls ...]
 
 Prints, per implementation, the largest N that ran (bf16, B=1, H=16, D=128 on GPU), its time, and
-the error that stopped it. Each N runs once after compiling; rows that fail are reported, not raised.
+the error that stopped it. Each N runs once after compiling; rows that fail are reported, not
+raised.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""dead-code: drop nodes whose results no graph output depends on (torch.fx's eliminate_dead_code)."""
+"""dead-code: drop nodes whose results no graph output depends on.
+
+As torch.fx's `eliminate_dead_code`; a graph with nothing to drop is returned as it is.
+"""
 
 from __future__ import annotations
 

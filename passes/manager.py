@@ -52,8 +52,9 @@ class PassManager:
     """`PassManager(pipeline=None, print_after_all=False)`; `run(graph)` returns a new graph.
 
     `pipeline`: None (the default pipeline, after which no flash node is left), a list of pass
-    names or pass objects, or a pipeline string such as `tile-flash{block_q=0},dead-code`. `print_changes` prints only passes that
-    changed the graph; `print_diff` prints a unified diff instead of the whole IR.
+    names or pass objects, or a pipeline string such as `tile-flash{block_q=0},dead-code`.
+    `print_changes` prints only passes that changed the graph; `print_diff` prints a unified
+    diff instead of the whole IR.
     """
 
     def __init__(

@@ -156,7 +156,8 @@ class FlashAttentionV2Config:
             "window_size": self.window_size,
             **changes,
         }
-        return FlashAttentionV2Config(self.base.d_model, self.base.n_heads, **fields)  # type: ignore[arg-type]
+        d_model, n_heads = self.base.d_model, self.base.n_heads
+        return FlashAttentionV2Config(d_model, n_heads, **fields)  # type: ignore[arg-type]
 
     def with_sequence_parallel(self, enabled: bool) -> FlashAttentionV2Config:
         return self._copy(sequence_parallel=bool(enabled))

@@ -16,7 +16,8 @@ class SpecError(TlirError):
 
 
 class GraphError(TlirError):
-    """A graph is malformed: unknown tensors, cycles, double writes, shape mismatches, bad text/JSON."""
+    """A graph is malformed: unknown tensors, cycles, double writes, shape mismatches, bad text
+    or JSON."""
 
 
 class ConfigError(TlirError):

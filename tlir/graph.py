@@ -48,7 +48,8 @@ class EinsumNode:
             body = getattr(self, role)
             if body is not None and not isinstance(body, EinsumGraph):
                 raise GraphError(
-                    f"node {self.spec!r}: {role} must be an EinsumGraph, found {type(body).__name__}"
+                    f"node {self.spec!r}: {role} must be an EinsumGraph, "
+                    f"found {type(body).__name__}"
                 )
         parsed = parse_spec(self.spec, self.kind)
         object.__setattr__(self, "parsed", parsed)
@@ -172,7 +173,8 @@ def _attributes(pairs: object, spec: str) -> tuple[tuple[str, str], ...]:
             )
         if key == "acc" and value not in DTYPES:
             raise GraphError(
-                f"node {spec!r}: attribute acc={value} must name a dtype: {', '.join(sorted(DTYPES))}"
+                f"node {spec!r}: attribute acc={value} must name a dtype: "
+                f"{', '.join(sorted(DTYPES))}"
             )
     return result
 

@@ -97,7 +97,8 @@ _ALL: list[OpDef] = [
         4,
         ("bq", "bk", "left", "right"),
         "visibility of key tile j (operand 3) to query tile i (operand 2), output `qk` of size "
-        "[min(bq, Sq), min(bk, Skv)] (bq 0: all queries); query x sees key y iff x < Sq, y < Skv and "
+        "[min(bq, Sq), min(bk, Skv)] (bq 0: all queries); query x sees key y iff x < Sq, "
+        "y < Skv and "
         "x+o-left <= y <= x+o+right with o = Skv - Sq (inf: unbounded)",
     ),
     *(

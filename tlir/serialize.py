@@ -9,6 +9,7 @@ tlir JSON round-trips exactly: `EinsumGraph.from_json(g.to_json()) == g`. The Ru
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from tlir.errors import GraphError, TlirError
@@ -110,7 +111,9 @@ def graph_from_json(text: str | bytes) -> EinsumGraph:
         raise GraphError(f"malformed graph JSON: {type(error).__name__}: {error}") from None
 
 
-def _graph_from_dict(document: dict[str, Any], read_node) -> EinsumGraph:  # type: ignore[no-untyped-def]
+def _graph_from_dict(
+    document: dict[str, Any], read_node: Callable[[dict[str, Any]], EinsumNode]
+) -> EinsumGraph:
     for key in ("tensors", "nodes"):
         if not isinstance(document.get(key), list):
             raise GraphError(f"graph JSON needs a list {key!r}; found {document.get(key)!r}")

@@ -613,7 +613,8 @@ def parse_spec(text: str, kind: str | None = None) -> Spec:
 
 
 def _is_op_text(text: str) -> bool:
-    """`name(...)`, `name:...`, or a bare op name that is no einsum (`softmax_k`, `div_scalar_8`)."""
+    """`name(...)`, `name:...`, or a bare op name that is no einsum (`softmax_k`,
+    `div_scalar_8`)."""
     if _SEED_DIV.fullmatch(text) or _SEED_SOFTMAX.fullmatch(text):
         return True  # before the name test: `div_scalar_5.65` has a '.' after its name
     match = re.match(r"[A-Za-z_][A-Za-z0-9_]*", text)
