@@ -42,6 +42,12 @@ class JaxInterpreter(Interpreter):
     def einsum(self, node: EinsumNode, spec: EinsumSpec, operands: list[Array]) -> Array:
         accumulate = node.attr("acc")
         if accumulate is not None:
+            found = [str(x.dtype) for x in operands if not jnp.issubdtype(x.dtype, jnp.inexact)]
+            if found:
+                raise LoweringError(
+                    f"einsum {spec.text!r} accumulates in {accumulate} and needs floating "
+                    f"operands, found {', '.join(found)}"
+                )
             return jnp.einsum(spec.text, *operands, preferred_element_type=jnp.dtype(accumulate))
         shapes = tuple(tuple(x.shape) for x in operands)
         return _contraction(spec.text, shapes)(*operands, backend="jax")

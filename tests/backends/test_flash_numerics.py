@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import passes
+import tlir
 from backends import jax as backend_jax
 from backends import numpy as backend_numpy
 from tests.reference import attention64, attention64_vjp, flash_graph, flash_spec, naive_jax
@@ -264,3 +265,9 @@ def test_a_window_wider_than_both_sequences_is_no_window():
         expected, _ = attention64(q, k, v, False, window)
         np.testing.assert_allclose(np.asarray(out), expected, atol=2e-6)
     np.testing.assert_allclose(expected, ref, atol=1e-12)  # the last window covers everything
+
+
+def test_integer_inputs_are_refused():
+    q = np.ones((1, 2, 8, 4), np.int32)
+    with pytest.raises(tlir.LoweringError, match=r"needs floating operands, found int32"):
+        compile_case(2, 2, 4, 4, False, None)(q, q, q)
