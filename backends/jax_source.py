@@ -250,7 +250,7 @@ class _Renderer:
         indent: str,
     ) -> list[str]:
         lines = []
-        for index in _order(graph):
+        for index in graph.topological_order():
             node = graph.nodes[index]
             args = [env.get(t, "None") for t in node.inputs]
             try:
@@ -576,17 +576,6 @@ def _wrap(expr: str) -> str:
 def _dtype(value: object) -> str:
     text = str(value)
     return f"jnp.{text}" if re.fullmatch(r"[a-z]+[0-9]*", text) else repr(text)
-
-
-def _order(graph: EinsumGraph) -> list[int]:
-    """The nodes in insertion order when that is a valid order (it reads best), else the
-    topological order the interpreter uses."""
-    ready = set(graph.inputs)
-    for node in graph.nodes:
-        if not all(t in ready for t in node.reads):
-            return graph.topological_order()
-        ready.update(node.outputs)
-    return list(range(len(graph.nodes)))
 
 
 def _body_shapes(node: EinsumNode, shapes: Mapping[int, Shape] | None) -> dict[int, Shape] | None:

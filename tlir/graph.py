@@ -276,7 +276,8 @@ class EinsumGraph:
         return graph
 
     def topological_order(self) -> list[int]:
-        """Node indices in an order where producers come first; ties keep insertion order.
+        """Node indices in an order where producers come first: the insertion order whenever
+        that is valid, else the smallest ready index first.
 
         Cached per node list: interpreters ask once per loop step.
         """
@@ -284,11 +285,13 @@ class EinsumGraph:
         cached = getattr(self, "_order", None)
         if cached is not None and cached[0] == key:
             return list(cached[1])
+        writer = self.producers()
+        dependencies = nx.DiGraph()
+        dependencies.add_nodes_from(range(len(self.nodes)))
+        for index, node in enumerate(self.nodes):
+            dependencies.add_edges_from((writer[t], index) for t in node.inputs if t in writer)
         try:
-            sorted_vertices = nx.lexicographical_topological_sort(
-                self.to_networkx(), key=lambda vertex: vertex
-            )
-            order = [index for kind, index in sorted_vertices if kind == "node"]
+            order = list(nx.lexicographical_topological_sort(dependencies))
         except nx.NetworkXUnfeasible:
             self.validate()
             raise
