@@ -38,22 +38,13 @@ class FlashAttentionConfig:
     n_kv_heads: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("d_model", "n_heads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, found {value!r}")
-        if self.d_model % self.n_heads:
-            raise ConfigError(
-                f"d_model must be a multiple of n_heads: d_model={self.d_model}, "
-                f"n_heads={self.n_heads}"
-            )
+        self.validate()
         self.d_k = self.d_model // self.n_heads
 
     def _changed(self, **changes: object) -> FlashAttentionConfig:
-        """A validated copy: a bad value is refused where it is given, not at build time."""
-        changed = replace(self, **changes)
-        changed.validate()
-        return changed
+        """A validated copy (__post_init__ validates): a bad value is refused where it is
+        given, not at build time."""
+        return replace(self, **changes)
 
     def with_block_sizes(self, block_q: int, block_kv: int) -> FlashAttentionConfig:
         return self._changed(block_size_q=block_q, block_size_kv=block_kv)
