@@ -169,15 +169,18 @@ def all_shapes(graph: EinsumGraph, shapes: Mapping[int, Shape]) -> dict[int, Sha
         raise type(error)(f"the shapes {given} do not fit the graph: {error}") from None
 
 
-def parse_pipeline(text: str | None, flag: str = "--pipeline") -> list[Pass]:
+def parse_pipeline(
+    text: str | None, flag: str = "--pipeline", graph: EinsumGraph | None = None
+) -> list[Pass]:
     """A pipeline string (passes.parse_pipeline); a bad one is a usage error.
 
-    None: `backends.jax.default_pipeline()`, what `backends.jax.compile` runs on this platform
-    (importing JAX to ask for the platform)."""
+    None: `backends.jax.default_pipeline(graph=graph)`, what `backends.jax.compile` runs on
+    this platform (importing JAX to ask for the platform)."""
     if text is None:
         from backends import jax as jax_backend
 
-        return [make_pass(p) if isinstance(p, str) else p for p in jax_backend.default_pipeline()]
+        default = jax_backend.default_pipeline(graph=graph)
+        return [make_pass(p) if isinstance(p, str) else p for p in default]
     try:
         return passes.parse_pipeline(text)
     except TlirError as error:
@@ -232,7 +235,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     graph = load_graph(args.file)
-    pipeline = parse_pipeline(args.pipeline)
+    pipeline = parse_pipeline(args.pipeline, graph=graph)
     needs_shapes = args.emit in ("jaxpr", "hlo")
     shapes = input_shapes(graph, args.shape, require_all=needs_shapes)
     known = all_shapes(graph, shapes) if shapes else None
@@ -365,7 +368,7 @@ def _run_jax(graph: EinsumGraph, arrays: list[Any], args: argparse.Namespace) ->
 
     from backends.jax import Compiled
 
-    manager = PassManager(parse_pipeline(args.pipeline))
+    manager = PassManager(parse_pipeline(args.pipeline, graph=graph))
     lowered = manager.run(graph)
     compiled = Compiled(graph, lowered, manager.trace)
     keys = key_inputs(graph)
@@ -453,8 +456,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 DEFAULT_HELP = (
     "backends.jax.default_pipeline() for JAX's default platform: "
-    "tile-flash{block_q=1024},dead-code on a CPU, tile-flash{block_q=4096,block_kv=1024},dead-code "
-    "on a GPU; --pipeline tile-flash,dead-code keeps the spec's own tiles"
+    "tile-flash{block_q=1024},dead-code on a CPU; on a GPU "
+    "tile-flash{block_q=128,block_kv=128,bwd_block_q=4096,bwd_block_kv=1024},dead-code "
+    "(the forward runs as a Pallas kernel), or 4096x1024 both ways for dropout; "
+    "--pipeline tile-flash,dead-code keeps the spec's own tiles"
 )
 
 

@@ -126,7 +126,7 @@ def run_demo(config: DemoConfig, out: TextIO = sys.stdout) -> int:
     from backends.reference import naive_attention
 
     step(2, f"running the pass pipeline of backends.jax.compile on {jax.default_backend()}")
-    manager = PassManager(default_pipeline())
+    manager = PassManager(default_pipeline(graph=graph))
     lowered = manager.run(graph)
     _print_passes(manager, out)
     print(manager.timing_table(), file=out)

@@ -78,12 +78,16 @@ def _schedule(
     with trip counts when shapes are known."""
     block_q = spec.block_q if tile_flash.block_q is None else tile_flash.block_q
     block_kv = tile_flash.block_kv or spec.block_kv
+    bwd_q = block_q if tile_flash.bwd_block_q is None else tile_flash.bwd_block_q
+    bwd_kv = tile_flash.bwd_block_kv or block_kv
     if block_q == 0:
-        loops = f"one key-tile loop (Bc={block_kv}) over all query rows at once"
-        back = f"a key-tile loop (Bc={block_kv}) over all query rows at once"
+        loops = f"key-tile loops (Bc={block_kv}) over all query rows at once"
     else:
-        loops = f"a query-tile loop (Bq={block_q}) around a key-tile loop (Bc={block_kv})"
-        back = f"a key-tile loop (Bc={block_kv}) around a query-tile loop (Bq={block_q})"
+        loops = f"a query-tile loop (Bq={block_q}) around key-tile loops (Bc={block_kv})"
+    if bwd_q == 0:
+        back = f"a key-tile loop (Bc={bwd_kv}) over all query rows at once"
+    else:
+        back = f"a key-tile loop (Bc={bwd_kv}) around a query-tile loop (Bq={bwd_q})"
     lines = [
         (
             "rewritten by tile-flash into one custom_vjp node: its body is the tiled forward, "
@@ -95,6 +99,16 @@ def _schedule(
             "kept for the backward"
         ),
     ]
+    lines.append(
+        "key tiles that every query row sees whole run in a loop without a mask; the tiles a "
+        "mask cuts (the diagonal, a window's edges, the padded tail) in their own, masked"
+    )
+    if block_q != 0:
+        labels = "bgr" if spec.grouped else "bh"
+        lines.append(
+            f"the query-tile loop is parallel={labels}: its iterations are independent, so on a "
+            "GPU backends.jax runs it as one Pallas kernel, a program per (query tile, head)"
+        )
     masks = []
     left, right = spec.visible_window()
     if spec.causal:
@@ -173,7 +187,7 @@ def _verdict(
         lines.append(f"  not rewritten: the pipeline ({names}) does not run tile-flash")
         return lines
     try:
-        FlashToLoop(tile_flash.block_q, tile_flash.block_kv).match(node, graph)
+        FlashToLoop(tile_flash).match(node, graph)
     except TlirError as error:
         lines.append(f"  refused by tile-flash: {error}")
         return lines

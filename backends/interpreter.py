@@ -143,6 +143,8 @@ def tile_range(
     Unbounded sides give plain ints, so loops without a window keep static trip counts.
     """
     offset = skv - sq
+    if name in ("first_full_kv_tile", "end_full_kv_tile"):
+        return _full_tile_range(xp, name, sq, skv, index, bq, bk, left, right)
     left, right = window_bound(left, sq, skv), window_bound(right, sq, skv)
     if name == "first_kv_tile":
         if left is None:
@@ -161,6 +163,33 @@ def tile_range(
         return -(-sq // bq)
     last_key = xp.minimum(index * bk + bk, skv) - 1
     return xp.minimum(last_key - offset + left, sq - 1) // bq + 1
+
+
+def _clamp(xp: Any, x: Any, lo: Any, hi: Any) -> Any:
+    if all(isinstance(v, int) for v in (x, lo, hi)):
+        return min(max(x, lo), hi)
+    return xp.minimum(xp.maximum(x, lo), hi)
+
+
+def _full_tile_range(
+    xp: Any, name: str, sq: int, skv: int, index: Any, bq: int, bk: int, left: Any, right: Any
+) -> Any:
+    """The key tiles that every (real) row of query tile i sees whole: no mask needed there."""
+    args = (sq, skv, index, bq, bk, left, right)
+    offset = skv - sq
+    lo, hi = (tile_range(xp, bound, *args) for bound in ("first_kv_tile", "end_kv_tile"))
+    left_side, right_side = window_bound(left, sq, skv), window_bound(right, sq, skv)
+    if name == "first_full_kv_tile":
+        if left_side is None:
+            return lo  # 0: every key before the diagonal is visible
+        last_row = xp.minimum(index * bq + bq, sq) - 1
+        return _clamp(xp, -(-(last_row + offset - left_side) // bk), lo, hi)
+    first = _full_tile_range(xp, "first_full_kv_tile", *args)
+    whole_tiles = skv // bk  # the tail tile, if any, is partly padding
+    if right_side is None:
+        return _clamp(xp, whole_tiles, first, hi)
+    seen = xp.minimum((index * bq + offset + right_side + 1) // bk, whole_tiles)
+    return _clamp(xp, seen, first, hi)
 
 
 def check_count(graph: EinsumGraph, inputs: Sequence[Array]) -> None:

@@ -36,8 +36,29 @@ def _contraction(text: str, shapes: tuple[tuple[int, ...], ...]) -> Callable[...
 class JaxInterpreter(Interpreter):
     name = "jax backend"
 
-    def __init__(self) -> None:
+    def __init__(self, kernels: Any = None, required: bool = False) -> None:
+        """`kernels`: KernelOptions to run parallel loops as Pallas kernels, None for XLA loops.
+        `required`: a parallel loop that cannot be a kernel is an error, not XLA loops."""
         super().__init__(jnp)
+        self.kernels = kernels
+        self.required = required
+        self.kernel_log: list[str] = []
+
+    def node(self, node: EinsumNode, operands: list[Array]) -> Sequence[Array]:
+        if self.kernels is not None and node.attr("parallel") is not None:
+            from backends import kernel
+
+            where = f"loop {node.spec!r} [parallel={node.attr('parallel')}]"
+            try:
+                results = kernel.lower_parallel_loop(node, operands, self.kernels)
+            except kernel.NotAKernel as reason:
+                if self.required:
+                    raise
+                self.kernel_log.append(f"{where}: XLA loops, not a kernel: {reason}")
+            else:
+                self.kernel_log.append(f"{where}: Pallas kernel")
+                return results
+        return super().node(node, operands)
 
     def einsum(self, node: EinsumNode, spec: EinsumSpec, operands: list[Array]) -> Array:
         accumulate = node.attr("acc")
@@ -141,8 +162,36 @@ def _flash_nodes(graph: EinsumGraph, where: str = "") -> list[str]:
     return found
 
 
-def lower(graph: EinsumGraph) -> Callable[..., tuple[Array, ...]]:
-    """A pure JAX function of the graph inputs (positional) returning a tuple of outputs."""
+KERNEL_MODES = ("auto", "pallas", "interpret", "xla")
+
+
+def _interpreter(kernels: Any) -> JaxInterpreter:
+    from backends.kernel import KernelOptions
+
+    if isinstance(kernels, KernelOptions):
+        return JaxInterpreter(kernels, required=True)
+    if kernels not in KERNEL_MODES:
+        raise LoweringError(
+            f"kernels must be one of {', '.join(KERNEL_MODES)} or a KernelOptions, "
+            f"found {kernels!r}"
+        )
+    if kernels == "auto":
+        on_gpu = jax.default_backend() == "gpu"
+        return JaxInterpreter(KernelOptions() if on_gpu else None)
+    if kernels == "xla":
+        return JaxInterpreter()
+    return JaxInterpreter(KernelOptions(interpret=kernels == "interpret"), required=True)
+
+
+def lower(graph: EinsumGraph, kernels: Any = "xla") -> Callable[..., tuple[Array, ...]]:
+    """A pure JAX function of the graph inputs (positional) returning a tuple of outputs.
+
+    `kernels` says what becomes of `parallel` loops: "xla" (XLA loops), "pallas" (one Pallas
+    Triton kernel each, or a LoweringError saying why not), "interpret" (the same kernels run
+    by Pallas' interpreter, on any device: for tests), "auto" (kernels on a GPU where the loop
+    allows, XLA loops otherwise), or a `backends.kernel.KernelOptions`. The function's
+    `kernel_log` lists, once traced, what each parallel loop became.
+    """
     graph.validate()
     flash = _flash_nodes(graph)
     if flash:
@@ -150,7 +199,7 @@ def lower(graph: EinsumGraph) -> Callable[..., tuple[Array, ...]]:
             f"{flash[0]} is a flash node: run the 'tile-flash' pass before lowering "
             "(passes.PassManager().run(graph), or backends.jax.compile(graph))"
         )
-    interpreter = JaxInterpreter()
+    interpreter = _interpreter(kernels)
 
     def lowered(*inputs: Array) -> tuple[Array, ...]:
         arrays = [jnp.asarray(x) for x in inputs]
@@ -158,17 +207,21 @@ def lower(graph: EinsumGraph) -> Callable[..., tuple[Array, ...]]:
         return interpreter.run_graph(graph, arrays)
 
     lowered.__doc__ = f"JAX function of tlir graph:\n{graph}"
+    lowered.kernel_log = interpreter.kernel_log  # type: ignore[attr-defined]
     return lowered
 
 
 class Compiled:
     """A jitted graph: call it with the graph inputs; `.graph` is the lowered IR."""
 
-    def __init__(self, graph: EinsumGraph, lowered: EinsumGraph, trace: list) -> None:
+    def __init__(
+        self, graph: EinsumGraph, lowered: EinsumGraph, trace: list, kernels: Any = "auto"
+    ) -> None:
         self.source = graph
         self.graph = lowered
         self.trace = trace
-        run_lowered = lower(lowered)
+        run_lowered = lower(lowered, kernels)
+        self._kernel_log: list[str] = run_lowered.kernel_log  # type: ignore[attr-defined]
 
         def function(*inputs: Array) -> tuple[Array, ...]:
             # The source graph's rules first (a flash node's k and v lengths, h % g): the
@@ -182,6 +235,11 @@ class Compiled:
     def __call__(self, *inputs: Array) -> tuple[Array, ...]:
         return self.jitted(*inputs)
 
+    @property
+    def kernels(self) -> list[str]:
+        """What each parallel loop became (a Pallas kernel, or XLA loops and why), once traced."""
+        return list(dict.fromkeys(self._kernel_log))
+
     def jaxpr(self, *inputs: Array) -> Any:
         return jax.make_jaxpr(self.function)(*inputs)
 
@@ -190,33 +248,58 @@ class Compiled:
         return self.jitted.lower(*inputs).as_text()
 
 
-# Block sizes for the XLA path, by platform (measured in docs/benchmarks.md). The spec's Bq and
-# Bc were chosen for a GPU kernel's SRAM; XLA runs each loop step as whole-array ops, so it wants
-# other tiles. On a CPU, 1024 query rows by the spec's key tile (the seed's 128) measured fastest
-# (2.8x naive at N = 4096, against 1.3x for 128x128). On a GPU, 4096 query rows by 1024 keys keep
-# the device busy, still skip masked tiles, and keep the backward's temporaries near 1 GiB at
-# N = 16k. Tiles never exceed the sequence, so short sequences are not padded.
+# Block sizes by platform (measured in docs/benchmarks.md). The spec's Bq and Bc were chosen for
+# a GPU kernel's SRAM; XLA runs each loop step as whole-array ops, so it wants other tiles. On a
+# CPU, 1024 query rows by the spec's key tile (the seed's 128) measured fastest (2.8x naive at
+# N = 4096, against 1.3x for 128x128). On a GPU the forward's query-tile loop runs as one Pallas
+# kernel (backends/kernel.py), which wants tiles that fit a streaming multiprocessor:
+# GPU_KERNEL_BLOCK_Q x GPU_KERNEL_BLOCK_KV; the backward stays XLA loops, where 4096 query rows
+# by 1024 keys keep the device busy, still skip masked tiles, and keep the temporaries near
+# 1 GiB at N = 16k. Dropout masks are drawn per tile, so a dropout graph's forward uses the
+# backward's tiles too (and runs as XLA loops). Tiles never exceed the sequence.
 CPU_BLOCK_Q = 1024
 GPU_BLOCK_Q = 4096
 GPU_BLOCK_KV = 1024
+GPU_KERNEL_BLOCK_Q = 128
+GPU_KERNEL_BLOCK_KV = 128
 
 
-def default_pipeline(platform: str | None = None) -> list:
-    """The passes `compile` runs by default on `platform` (default: JAX's default backend)."""
+def _has_dropout(graph: EinsumGraph) -> bool:
+    return any(
+        isinstance(node.parsed, FlashSpec) and node.parsed.dropout > 0 for node in graph.nodes
+    )
+
+
+def default_pipeline(platform: str | None = None, graph: EinsumGraph | None = None) -> list:
+    """The passes `compile` runs by default on `platform` (default: JAX's default backend),
+    for `graph` (its flash nodes decide whether a GPU forward can run as a kernel)."""
     from passes import DEFAULT_PIPELINE, TileFlash
 
     platform = platform or jax.default_backend()
-    if platform == "gpu":
+    if platform == "gpu" and not (graph is not None and _has_dropout(graph)):
+        tile = TileFlash(
+            block_q=GPU_KERNEL_BLOCK_Q,
+            block_kv=GPU_KERNEL_BLOCK_KV,
+            bwd_block_q=GPU_BLOCK_Q,
+            bwd_block_kv=GPU_BLOCK_KV,
+        )
+    elif platform == "gpu":
         tile = TileFlash(block_q=GPU_BLOCK_Q, block_kv=GPU_BLOCK_KV)
     else:
         tile = TileFlash(block_q=CPU_BLOCK_Q)
     return [tile, *(name for name in DEFAULT_PIPELINE if name != TileFlash.name)]
 
 
-def compile(graph: EinsumGraph, pipeline: str | Sequence[Any] | None = None) -> Compiled:
-    """Run the pass pipeline (default: `default_pipeline()`), lower, and jit."""
+def compile(
+    graph: EinsumGraph, pipeline: str | Sequence[Any] | None = None, kernels: Any = "auto"
+) -> Compiled:
+    """Run the pass pipeline (default: `default_pipeline(graph=graph)`), lower, and jit.
+
+    `kernels`: what `parallel` loops become (see `lower`); "auto" makes them Pallas kernels on
+    a GPU. `Compiled.kernels` says, after the first call, what each one became.
+    """
     from passes import PassManager
 
-    manager = PassManager(default_pipeline() if pipeline is None else pipeline)
+    manager = PassManager(default_pipeline(graph=graph) if pipeline is None else pipeline)
     lowered = manager.run(graph)
-    return Compiled(graph, lowered, manager.trace)
+    return Compiled(graph, lowered, manager.trace, kernels)

@@ -102,6 +102,23 @@ def end_q_tile(sq, skv, j, bq, bk, left):
     last_key = jnp.minimum(j * bk + bk, skv) - 1
     return jnp.minimum(last_key - (skv - sq) + left, sq - 1) // bq + 1
 ''',
+    "full_kv_tiles": '''
+def full_kv_tiles(sq, skv, i, bq, bk, left, right):
+    """(lo, hi): the key tiles that every row of query tile i sees whole (no mask needed),
+    clamped into the visible ones."""
+    bq, bk = tile_size(bq, sq), tile_size(bk, skv)
+    offset = skv - sq
+    lo = 0 if math.isinf(left) else first_kv_tile(sq, skv, i, bq, bk, left)
+    hi = -(-skv // bk) if math.isinf(right) else end_kv_tile(sq, skv, i, bq, bk, right)
+    first = lo
+    if not math.isinf(left):
+        last_row = jnp.minimum(i * bq + bq, sq) - 1
+        first = jnp.clip(-(-(last_row + offset - int(left)) // bk), lo, hi)
+    seen = skv // bk
+    if not math.isinf(right):
+        seen = jnp.minimum((i * bq + offset + int(right) + 1) // bk, seen)
+    return first, jnp.clip(seen, first, hi)
+''',
     "dropout_keep": '''
 def dropout_keep(key, i, j, rate, shape):
     """Keep mask of tile (i, j), True with probability 1 - rate; a raw uint32[2] key is wrapped."""
@@ -140,9 +157,11 @@ HELPER_NEEDS = {
     "end_kv_tile": ("tile_size",),
     "first_q_tile": ("tile_size",),
     "end_q_tile": ("tile_size",),
+    "full_kv_tiles": ("tile_size", "first_kv_tile", "end_kv_tile"),
 }
 HELPERS_USING_JAX = ("dropout_keep",)
 TILE_RANGE_OPS = ("first_kv_tile", "end_kv_tile", "first_q_tile", "end_q_tile")
+FULL_TILE_OPS = ("first_full_kv_tile", "end_full_kv_tile")
 
 UNARY = {
     "exp": "jnp.exp({0})",
@@ -385,6 +404,8 @@ class _Renderer:
             return f"{views[0]}[{':, ' * axis}:{cut}]"
         if name in TILE_RANGE_OPS:
             return self.tile_range(spec, args)
+        if name in FULL_TILE_OPS:
+            return self.full_tile_range(spec, args)
         if name == "dropout_keep":
             dims = ", ".join(size(label) for label in out) + ("," if len(out) == 1 else "")
             call = self.helper("dropout_keep")
@@ -412,6 +433,18 @@ class _Renderer:
             extent, block = (skv, bk) if name == "end_kv_tile" else (sq, bq)
             return f"-(-{extent} // {self.helper('tile_size')}({block}, {extent}))"
         return f"{self.helper(name)}({sq}, {skv}, {args[2]}, {bq}, {bk}, {side})"
+
+    def full_tile_range(self, spec: OpSpec, args: list[str]) -> str:
+        """The run of key tiles that need no mask: static when no window side is bounded."""
+        bq, bk, left, right = (int(a) if math.isfinite(float(a)) else a for a in spec.args)
+        sq, skv = (f"{arg}.shape[-2]" for arg in args[:2])
+        if not (math.isfinite(float(left)) or math.isfinite(float(right))):
+            if spec.op == "first_full_kv_tile":
+                return "0"
+            return f"{skv} // {self.helper('tile_size')}({bk}, {skv})"
+        call = f"{self.helper('full_kv_tiles')}({sq}, {skv}, {args[2]}, {bq}, {bk}, "
+        call += f"{_bound(left)}, {_bound(right)})"
+        return call + ("[0]" if spec.op == "first_full_kv_tile" else "[1]")
 
     def seed_op(self, spec: OpSpec, args: list[str]) -> str:
         """The seed's unlabelled, rank-polymorphic forms."""
@@ -549,6 +582,8 @@ def _is_python_int(graph: EinsumGraph, tensor: int) -> bool:
         return False
     if spec.op in ("iconst", "num_tiles"):
         return True
+    if spec.op in FULL_TILE_OPS:
+        return not any(math.isfinite(float(side)) for side in spec.args[2:])
     if spec.op not in TILE_RANGE_OPS:
         return False
     left, right = spec.args[2], spec.args[3]

@@ -28,11 +28,15 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def flash_fn(n_heads: int, causal: bool, on_gpu: bool, blocks: tuple[int, int] | None = None):
-    """tlir's compiled flash graph; `blocks` (block_q, block_kv) overrides the default tiles."""
+def flash_fn(n_heads: int, causal: bool, on_gpu: bool, variant: str | None = None):
+    """tlir's compiled flash graph. `variant`: None for `backends.jax.compile`'s defaults;
+    `BqxBc` for other forward tiles (on a GPU the backward keeps its default tiles); a
+    suffix `wN` runs the forward kernel with N warps, `sN` with N pipeline stages; `xla` forces XLA loops with the
+    backward's tiles in both directions (the GPU path before kernels)."""
     import passes
     import tlir
     from backends import jax as backend_jax
+    from backends.kernel import KernelOptions
 
     graph = tlir.EinsumGraph()
     q, k, v = (graph.add_tensor(name) for name in "qkv")
@@ -41,13 +45,39 @@ def flash_fn(n_heads: int, causal: bool, on_gpu: bool, blocks: tuple[int, int] |
         tuple("bhqd"), tuple("bhkd"), tuple("bhkv"), tuple("bhqv"), 128, 128, causal=causal
     )
     graph.add_node(tlir.EinsumNode(spec, (q, k, v), (out,)))
-    if blocks is None:
-        pipeline = backend_jax.default_pipeline()
+    kernels: object = "auto"
+    if variant is None:
+        pipeline = backend_jax.default_pipeline(graph=graph)
+    elif variant == "xla":
+        block_q = backend_jax.GPU_BLOCK_Q if on_gpu else backend_jax.CPU_BLOCK_Q
+        block_kv = backend_jax.GPU_BLOCK_KV if on_gpu else None
+        pipeline = [passes.TileFlash(block_q=block_q, block_kv=block_kv), "dead-code"]
+        kernels = "xla"
     else:
-        pipeline = [passes.TileFlash(block_q=blocks[0], block_kv=blocks[1]), "dead-code"]
-    compiled = backend_jax.compile(graph, pipeline)
+        variant, _, stages = variant.partition("s")
+        tiles, _, warps = variant.partition("w")
+        block_q, block_kv = (int(x) for x in tiles.split("x"))
+        tile = passes.TileFlash(block_q=block_q, block_kv=block_kv)
+        if on_gpu:
+            tile = passes.TileFlash(
+                block_q=block_q,
+                block_kv=block_kv,
+                bwd_block_q=backend_jax.GPU_BLOCK_Q,
+                bwd_block_kv=backend_jax.GPU_BLOCK_KV,
+            )
+        pipeline = [tile, "dead-code"]
+        if warps or stages:
+            kernels = KernelOptions(
+                num_warps=int(warps) if warps else None, num_stages=int(stages) if stages else 3
+            )
+    compiled = backend_jax.compile(graph, pipeline, kernels)
     lowered = compiled.function
-    return lambda q, k, v: lowered(q, k, v)[0]
+
+    def run(q, k, v):
+        return lowered(q, k, v)[0]
+
+    run.compiled = compiled
+    return run
 
 
 def naive(q, k, v, causal: bool):
@@ -83,8 +113,7 @@ def implementations(on_gpu: bool, heads: int, causal: bool, variants: str = "") 
         "jax_dpa_xla": dpa("xla"),
     }
     for variant in filter(None, variants.split(",")):
-        block_q, block_kv = (int(x) for x in variant.split("x"))
-        impls[f"tlir_{variant}"] = flash_fn(heads, causal, on_gpu, (block_q, block_kv))
+        impls[f"tlir_{variant}"] = flash_fn(heads, causal, on_gpu, variant)
     if on_gpu:
         impls["jax_dpa_cudnn"] = dpa("cudnn")
         try:
@@ -147,6 +176,7 @@ def measure(args: argparse.Namespace, impl: str, n: int, causal: bool) -> dict:
 
     on_gpu = jax.default_backend() == "gpu"
     fn = implementations(on_gpu, args.heads, causal, args.tlir_blocks)[impl]
+    compiled_graph = getattr(fn, "compiled", None)
     if args.backward:
         fn = loss_grad(fn)
     jitted = jax.jit(fn)
@@ -172,6 +202,8 @@ def measure(args: argparse.Namespace, impl: str, n: int, causal: bool) -> dict:
             jax.block_until_ready(compiled(q, k, v))
             times.append(time.perf_counter() - start)
         row["ms"] = float(np.median(times)) * 1e3
+        if compiled_graph is not None:
+            row["kernels"] = compiled_graph.kernels
         flops = 4 * args.heads * n * n * args.dim / (2 if causal else 1)
         row["tflops"] = flops * (3.5 if args.backward else 1) / (row["ms"] / 1e3) / 1e12
         if not args.backward:
@@ -218,7 +250,9 @@ def main() -> None:
     parser.add_argument("--max-ref-n", type=int, default=4096)
     parser.add_argument("--impls", default=None, help="comma-separated subset")
     parser.add_argument(
-        "--tlir-blocks", default="", help="extra tlir rows with other tiles, e.g. 0x512,1024x512"
+        "--tlir-blocks",
+        default="",
+        help="extra tlir rows: forward tiles BqxBc[wWARPS], or xla (XLA loops), e.g. 128x64w4,xla",
     )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None, help="also write the rows here")
@@ -296,7 +330,7 @@ def format_table(rows: list[dict], on_gpu: bool) -> str:
         mem_text = "n/a" if mem is None else f"{mem:.0f}"
         err = r.get("err")
         lines.append(
-            f"| {r['impl']} | {r['N']} | {r['causal']} | {r['ms']:.1f} | {speed:.2f} | "
+            f"| {r['impl']} | {r['N']} | {r['causal']} | {r['ms']:.3g} | {speed:.2f} | "
             f"{r['tflops']:.3g} | {mem_text} | {mem_ratio:.1f} | "
             f"{'-' if err is None else f'{err:.1e}'} |"
         )

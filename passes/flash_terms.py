@@ -81,9 +81,7 @@ def masked_scores(
     tile: int,
 ) -> int:
     """Scores of one (query tile, key tile) pair, scaled, -inf where the key is not visible."""
-    q_tile, k_tile = tiles
-    scores = build.node(f"{t.q},{t.k}->{t.scores}", [q_tile, k_tile], "scores", attrs=F32)
-    scaled = build.node(f"mul:{t.scores},->{t.scores}", [scores, scale], "scaled")
+    scaled = scaled_scores(build, t, tiles, scale)
     visible = build.node(
         f"attn_mask({window_args(spec, block_q, tile)}):{t.q},{t.k},,->qk",
         [*whole, *index],
@@ -92,6 +90,12 @@ def masked_scores(
     neg_inf = build.node("const(-inf):->", [], "neg_inf")
     sc = t.scores
     return build.node(f"select:qk,{sc},->{sc}", [visible, scaled, neg_inf], "masked")
+
+
+def scaled_scores(build: NodeBuilder, t: Terms, tiles: tuple[int, int], scale: int) -> int:
+    """Scores of one (query tile, key tile) pair, scaled by 1/sqrt(d), accumulated in float32."""
+    scores = build.node(f"{t.q},{t.k}->{t.scores}", list(tiles), "scores", attrs=F32)
+    return build.node(f"mul:{t.scores},->{t.scores}", [scores, scale], "scaled")
 
 
 def apply_dropout(
@@ -139,6 +143,25 @@ def visible_tiles(
     bounds = f"({window_args(spec, block_q, tile)}):{t.q},{t.k},->"
     lo = build.node(f"first_{axis}_tile{bounds}", list(operands), "lo")
     hi = build.node(f"end_{axis}_tile{bounds}", list(operands), "hi")
+    return lo, hi
+
+
+def whole_tiles(
+    build: NodeBuilder,
+    spec: FlashSpec,
+    t: Terms,
+    tiles: tuple[int, int],
+    operands: tuple[int, int, int],
+    first_visible: int,
+) -> tuple[int, int]:
+    """(lo, hi): the key tiles that every row of the query tile sees whole, so need no mask.
+    Without a window's left edge that run starts at the first visible tile."""
+    block_q, tile = tiles
+    bounds = f"({window_args(spec, block_q, tile)}):{t.q},{t.k},->"
+    lo = first_visible
+    if spec.visible_window()[0] is not None:
+        lo = build.node(f"first_full_kv_tile{bounds}", list(operands), "whole_lo")
+    hi = build.node(f"end_full_kv_tile{bounds}", list(operands), "whole_hi")
     return lo, hi
 
 

@@ -6,7 +6,8 @@ The forward body (FlashAttention-2, Algorithm 1; legend in passes/flash_terms.py
     for i over query tiles of Bq rows:                      (Bq = 0: all rows at once, no loop)
         acc, max, sum = 0, -inf, 0                                    # float32, one per row
         for j over the key tiles that tile i can see:                 # block skipping
-            s    = (Q_i . K_j) * scale, -inf where not visible (causal, window, tail)
+            s    = (Q_i . K_j) * scale, -inf where not visible (causal, window, tail;
+                   only tiles that some row sees in part build a mask)
             max' = max(max, rowmax(s));  p = exp(s - max'')         # max'' = max', or 0 if -inf
             sum' = exp(max - max'') sum + rowsum(p)
             acc' = exp(max - max'') acc + dropout(p) . V_j
@@ -32,7 +33,9 @@ from passes.flash_terms import (
     masked_scores,
     named_inputs,
     prologue,
+    scaled_scores,
     visible_tiles,
+    whole_tiles,
 )
 from passes.rewrite import NodeBuilder, Replacement, apply_patterns
 from tlir import EinsumGraph, EinsumNode, FlashSpec, PassError
@@ -52,8 +55,12 @@ class _Tiles:
     key: int | None
 
 
-def _kv_step(spec: FlashSpec, t: Terms, block_q: int, tile: int) -> EinsumGraph:
-    """One key tile j for query tile i: the online-softmax update of (acc, max, sum)."""
+def _kv_step(spec: FlashSpec, t: Terms, block_q: int, tile: int, masked: bool) -> EinsumGraph:
+    """One key tile j for query tile i: the online-softmax update of (acc, max, sum).
+
+    `masked`: the tile may hold keys that some row must not see (the causal diagonal, a
+    window's edge, the padded tail); otherwise every score counts and no mask is built.
+    """
     body = NodeBuilder(0, "")
     names = ["j", "i", "q_tile", "q", "k", "k_padded", "v_padded", "scale"]
     names += ["key"] if spec.dropout > 0 else []
@@ -62,9 +69,12 @@ def _kv_step(spec: FlashSpec, t: Terms, block_q: int, tile: int) -> EinsumGraph:
     acc, row_max, row_sum = x["acc"], x["max"], x["sum"]
     row, sc = t.row, t.scores
     k_tile, v_tile = kv_tiles(body, t, tile, x["k_padded"], x["v_padded"], j)
-    masked = masked_scores(
-        body, spec, t, (q_tile, k_tile), (x["q"], x["k"]), (i, j), x["scale"], block_q, tile
-    )
+    if masked:
+        masked = masked_scores(
+            body, spec, t, (q_tile, k_tile), (x["q"], x["k"]), (i, j), x["scale"], block_q, tile
+        )
+    else:
+        masked = scaled_scores(body, t, (q_tile, k_tile), x["scale"])
     tile_max = body.node(f"max:{sc}->{row}", [masked], "tile_max")
     new_max = body.node(f"maximum:{row},{row}->{row}", [row_max, tile_max], "new_max")
     # A row with no visible key so far has max -inf; shift by 0 instead so exp gives 0, not NaN.
@@ -89,20 +99,34 @@ def _kv_step(spec: FlashSpec, t: Terms, block_q: int, tile: int) -> EinsumGraph:
 def _attend(
     build: NodeBuilder, spec: FlashSpec, t: Terms, x: _Tiles, block_q: int, tile: int
 ) -> tuple[int, int]:
-    """The key-tile loop of one query tile; returns its (output, lse) rows, float32."""
+    """The key-tile loops of one query tile; returns its (output, lse) rows, float32.
+
+    The visible key tiles split in three runs, as in FlashAttention-2: those a window's left
+    edge cuts (masked), those every row sees whole (no mask at all), and those the diagonal or
+    the padded tail cuts (masked). Without a left edge the first run is empty and left out.
+    """
     lo, hi = visible_tiles(build, spec, t, "kv", (block_q, tile), (x.q, x.k, x.i))
-    acc0 = build.node(f"full(0):{t.q},{t.v}->{t.acc}", [x.q_tile, x.v_padded], "acc0")
-    max0 = build.node(f"full(-inf):{t.q}->{t.row}", [x.q_tile], "max0")
-    sum0 = build.node(f"full(0):{t.q}->{t.row}", [x.q_tile], "sum0")
-    carried = [build.tensor("acc"), build.tensor("max"), build.tensor("sum")]
+    whole_lo, whole_hi = whole_tiles(build, spec, t, (block_q, tile), (x.q, x.k, x.i), lo)
+    runs = [(lo, whole_lo, True), (whole_lo, whole_hi, False), (whole_hi, hi, True)]
+    if whole_lo == lo:
+        runs = runs[1:]
+    carried = [
+        build.node(f"full(0):{t.q},{t.v}->{t.acc}", [x.q_tile, x.v_padded], "acc0"),
+        build.node(f"full(-inf):{t.q}->{t.row}", [x.q_tile], "max0"),
+        build.node(f"full(0):{t.q}->{t.row}", [x.q_tile], "sum0"),
+    ]
     invariants = [x.i, x.q_tile, x.q, x.k, x.k_padded, x.v_padded, x.scale]
     invariants += [x.key] if x.key is not None else []
-    build.node(
-        "loop(carry=3)",
-        [lo, hi, *invariants, acc0, max0, sum0],
-        outputs=carried,
-        body=_kv_step(spec, t, block_q, tile),
-    )
+    for start, stop, masked in runs:
+        suffix = "_edge" if masked else "_whole"
+        results = [build.tensor(name + suffix) for name in ("acc", "max", "sum")]
+        build.node(
+            "loop(carry=3)",
+            [start, stop, *invariants, *carried],
+            outputs=results,
+            body=_kv_step(spec, t, block_q, tile, masked),
+        )
+        carried = results
     acc, row_max, row_sum = carried
     out = build.node(f"safe_div:{t.acc},{t.row}->{t.acc}", [acc, row_sum], "normalized")
     log_sum = build.node(f"log:{t.row}->{t.row}", [row_sum], "log_sum")
@@ -149,11 +173,15 @@ def forward_graph(spec: FlashSpec, block_q: int, tile: int) -> EinsumGraph:
         results = [build.tensor("out_padded"), build.tensor("lse_padded")]
         invariants = [q_padded, q_rows, k, k_padded, v_padded, scale]
         invariants += [key] if key is not None else []
+        # Query tiles are independent, and so is every (batch, head): a backend may run them
+        # side by side, as one kernel's grid (backends/kernel.py).
+        batch_labels = t.q.replace("qd", "")
         build.node(
             "loop(carry=2)",
             [lo, hi, *invariants, out0, lse0],
             outputs=results,
             body=_query_tile_step(spec, t, block_q, tile),
+            attrs=(("parallel", batch_labels),),
         )
         out = build.node(f"crop(q):{t.acc},{t.q}->{t.acc}", [results[0], q_rows], "out_rows")
         lse = build.node(f"crop(q):{t.row},{t.q}->{t.row}", [results[1], q_rows], "lse_rows")
@@ -164,14 +192,20 @@ def forward_graph(spec: FlashSpec, block_q: int, tile: int) -> EinsumGraph:
     return build.graph(inputs=inputs, outputs=[out, lse])
 
 
-def tile_flash_node(
-    node: EinsumNode, graph: EinsumGraph, block_q: int | None, block_kv: int | None
-) -> Replacement:
+def tile_flash_node(node: EinsumNode, graph: EinsumGraph, tiles: TileFlash) -> Replacement:
     """One custom_vjp node: the tiled forward loops and, as its derivative, the backward ones."""
     spec = node.parsed
     assert isinstance(spec, FlashSpec)
-    tile = block_kv or spec.block_kv
-    block_q = spec.block_q if block_q is None else block_q
+    block_q = spec.block_q if tiles.block_q is None else tiles.block_q
+    tile = tiles.block_kv or spec.block_kv
+    bwd_block_q = block_q if tiles.bwd_block_q is None else tiles.bwd_block_q
+    bwd_tile = tiles.bwd_block_kv or tile
+    if spec.dropout > 0 and (bwd_block_q, bwd_tile) != (block_q, tile):
+        raise PassError(
+            f"tile-flash: {spec.text!r} has dropout, whose masks are drawn per tile, so its "
+            f"backward must use the forward's tiles {block_q}x{tile}; found backward tiles "
+            f"{bwd_block_q}x{bwd_tile} (leave bwd_block_q and bwd_block_kv unset)"
+        )
     build = NodeBuilder(len(graph.tensors), graph.tensors[node.outputs[0]], graph.tensors)
     lse = node.outputs[1] if spec.lse else build.tensor("lse")
     build.node(
@@ -179,7 +213,7 @@ def tile_flash_node(
         node.inputs,
         outputs=[node.outputs[0], lse],
         body=forward_graph(spec, block_q, tile),
-        grad_body=backward_graph(spec, block_q, tile),
+        grad_body=backward_graph(spec, bwd_block_q, bwd_tile),
     )
     return build.replacement()
 
@@ -188,14 +222,13 @@ def tile_flash_node(
 class FlashToLoop:
     """Pattern: a flash node -> its tiled loops."""
 
-    block_q: int | None = None
-    block_kv: int | None = None
+    tiles: TileFlash
     name: ClassVar[str] = "flash-to-loop"
 
     def match(self, node: EinsumNode, graph: EinsumGraph) -> Replacement | None:
         if not isinstance(node.parsed, FlashSpec):
             return None
-        return tile_flash_node(node, graph, self.block_q, self.block_kv)
+        return tile_flash_node(node, graph, self.tiles)
 
 
 @dataclass(frozen=True)
@@ -204,15 +237,24 @@ class TileFlash:
 
     `block_q` and `block_kv` override the spec's Bq and Bc; `block_q=0` drops the query loop
     and processes all query rows at once (no causal block skipping then, but no sequential
-    steps either). backends.jax.default_pipeline() picks tiles per platform.
+    steps either). `bwd_block_q` and `bwd_block_kv` tile the backward loops (default: the
+    forward's tiles): a forward that runs as a GPU kernel wants small tiles, a backward of XLA
+    loops large ones. backends.jax.default_pipeline() picks tiles per platform.
     """
 
     block_q: int | None = None
     block_kv: int | None = None
+    bwd_block_q: int | None = None
+    bwd_block_kv: int | None = None
     name: ClassVar[str] = "tile-flash"
 
     def __post_init__(self) -> None:
-        for option, least in (("block_q", 0), ("block_kv", 1)):
+        for option, least in (
+            ("block_q", 0),
+            ("block_kv", 1),
+            ("bwd_block_q", 0),
+            ("bwd_block_kv", 1),
+        ):
             value = getattr(self, option)
             if value is not None and (not isinstance(value, int) or value < least):
                 raise PassError(
@@ -220,4 +262,4 @@ class TileFlash:
                 )
 
     def run(self, graph: EinsumGraph) -> EinsumGraph:
-        return apply_patterns(graph, [FlashToLoop(self.block_q, self.block_kv)])
+        return apply_patterns(graph, [FlashToLoop(self)])

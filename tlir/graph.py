@@ -98,6 +98,10 @@ class EinsumNode:
         if isinstance(parsed, LoopSpec):
             self._check_loop(parsed)
             return
+        if self.attr("parallel") is not None:
+            raise GraphError(
+                f"node {self.spec!r}: only a loop node can be parallel (attribute parallel)"
+            )
         if self.body is not None:
             raise GraphError(f"node {self.spec!r}: only loop and custom_vjp nodes have a body")
         expected_in = parsed.n_operands
@@ -170,6 +174,11 @@ def _attributes(pairs: object, spec: str) -> tuple[tuple[str, str], ...]:
             raise GraphError(
                 f"node {spec!r}: attribute {key}={value!r} must be words of letters, digits "
                 "and _ . + -"
+            )
+        if key == "parallel" and not (value.isalpha() and len(set(value)) == len(value)):
+            raise GraphError(
+                f"node {spec!r}: attribute parallel={value} must list distinct labels, "
+                "such as parallel=bh"
             )
         if key == "acc" and value not in DTYPES:
             raise GraphError(

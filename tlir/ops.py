@@ -34,6 +34,14 @@ class OpDef:
     arity: int  # -1: any number of operands (shape donors); operands are counted from 0
     params: tuple[str, ...] = ()
     doc: str = ""
+    # Operands whose values are never read, only their shapes or dtype (EVERY_OPERAND: all).
+    shape_only: tuple[int, ...] = ()
+
+    def reads_value(self, position: int) -> bool:
+        return not (self.shape_only == EVERY_OPERAND or position in self.shape_only)
+
+
+EVERY_OPERAND = (-1,)
 
 
 def _defs(kind: str, arity: int, names: str, params: tuple[str, ...] = (), doc: str = "") -> list:
@@ -49,7 +57,7 @@ _ALL: list[OpDef] = [
     OpDef("softmax", "elementwise", 1, ("label",), "softmax over one labelled axis"),
     *_defs("elementwise", 2, "add sub mul div maximum minimum"),
     OpDef("safe_div", "elementwise", 2, (), "x / y where y != 0, else 0 (rows that see no key)"),
-    OpDef("cast_like", "elementwise", 2, (), "x converted to the dtype of y (y is not read)"),
+    OpDef("cast_like", "elementwise", 2, (), "x converted to the dtype of y (y is not read)", (1,)),
     OpDef("select", "elementwise", 3, (), "a where cond else b"),
     OpDef("const", "elementwise", 0, ("c",), "a float32 scalar constant (inf, -inf allowed)"),
     OpDef("iconst", "elementwise", 0, ("n",), "an int32 scalar constant (loop bounds)"),
@@ -60,6 +68,7 @@ _ALL: list[OpDef] = [
         ("c",),
         "a float32 tensor filled with c; its labels take their sizes from the operands, "
         "which are not read",
+        EVERY_OPERAND,
     ),
     OpDef(
         "pad_tiles",
@@ -68,8 +77,17 @@ _ALL: list[OpDef] = [
         ("label", "size"),
         "x padded with zeros along label to a multiple of size",
     ),
-    OpDef("rsqrt_size", "elementwise", 1, ("label",), "1/sqrt(size of label): a scalar"),
-    OpDef("num_tiles", "elementwise", 1, ("label", "size"), "ceil(size of label / size): int32"),
+    OpDef(
+        "rsqrt_size", "elementwise", 1, ("label",), "1/sqrt(size of label): a scalar", EVERY_OPERAND
+    ),
+    OpDef(
+        "num_tiles",
+        "elementwise",
+        1,
+        ("label", "size"),
+        "ceil(size of label / size): int32",
+        EVERY_OPERAND,
+    ),
     OpDef(
         "tile",
         "elementwise",
@@ -90,6 +108,7 @@ _ALL: list[OpDef] = [
         2,
         ("label",),
         "x cut along label to the size that label has in operand 1 (not read)",
+        (1,),
     ),
     OpDef(
         "attn_mask",
@@ -100,6 +119,7 @@ _ALL: list[OpDef] = [
         "[min(bq, Sq), min(bk, Skv)] (bq 0: all queries); query x sees key y iff x < Sq, "
         "y < Skv and "
         "x+o-left <= y <= x+o+right with o = Skv - Sq (inf: unbounded)",
+        (0, 1),
     ),
     *(
         OpDef(
@@ -110,12 +130,27 @@ _ALL: list[OpDef] = [
             f"{what}: an int32 scalar from q (operand 0), k (operand 1) and the tile index "
             "(operand 2); positions are the second-to-last axis of q and k; tiles outside this "
             "range are fully masked and skipped",
+            (0, 1),
         )
         for name, what in (
             ("first_kv_tile", "the first key tile that query tile i can see"),
             ("end_kv_tile", "one past the last key tile that query tile i can see"),
             ("first_q_tile", "the first query tile that sees key tile j"),
             ("end_q_tile", "one past the last query tile that sees key tile j"),
+            (
+                "first_full_kv_tile",
+                (
+                    "the first key tile that query tile i sees whole (every key visible to "
+                    "every query row; clamped to first_kv_tile..end_kv_tile)"
+                ),
+            ),
+            (
+                "end_full_kv_tile",
+                (
+                    "one past the last key tile that query tile i sees whole (clamped to "
+                    "first_full_kv_tile..end_kv_tile): tiles between need no mask"
+                ),
+            ),
         )
     ),
     OpDef(
@@ -125,6 +160,7 @@ _ALL: list[OpDef] = [
         ("p",),
         "keep mask of tile (i, j) for dropout rate p: operands key, q tile, k tile, i, j; "
         "output `...qk` from the tiles' labels; the same (key, i, j) always gives the same mask",
+        (1, 2),
     ),
     *_defs("reduce", 1, "sum max min mean logsumexp"),
 ]

@@ -27,7 +27,16 @@ from tlir.spec import (
 Shape = tuple[int, ...]
 
 # Ops that write a scalar computed from their operands' shapes (or from nothing).
-TILE_RANGE_OPS = frozenset({"first_kv_tile", "end_kv_tile", "first_q_tile", "end_q_tile"})
+TILE_RANGE_OPS = frozenset(
+    {
+        "first_kv_tile",
+        "end_kv_tile",
+        "first_q_tile",
+        "end_q_tile",
+        "first_full_kv_tile",
+        "end_full_kv_tile",
+    }
+)
 SCALAR_OPS = frozenset({"rsqrt_size", "num_tiles", "const", "iconst"}) | TILE_RANGE_OPS
 
 

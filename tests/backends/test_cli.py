@@ -129,9 +129,12 @@ def test_compile_emits_ir_without_flash_nodes() -> None:
     assert " flash " not in out
     assert out.count('custom_vjp "custom_vjp"') == 1 and out.count("} grad {") == 1
     forward, backward = out.split("} grad {")
-    # forward: query tiles (carrying out, lse) around key tiles (carrying acc, max, sum)
-    assert forward.count('loop "loop(carry=2)"') == 1 and forward.count('loop "loop(carry=3)"') == 1
+    # forward: query tiles (carrying out, lse) around key tiles (carrying acc, max, sum): first
+    # the tiles every row sees whole, without a mask, then the diagonal's, masked
+    assert forward.count('loop "loop(carry=2)"') == 1 and forward.count('loop "loop(carry=3)"') == 2
+    assert "[parallel=bh]" in forward
     assert '"first_kv_tile(32,16,inf,0):' in forward and '"end_kv_tile(32,16,inf,0):' in forward
+    assert '"end_full_kv_tile(32,16,inf,0):' in forward
     # backward: key tiles around query tiles, both carrying (dq, dk, dv)
     assert backward.count('loop "loop(carry=3)"') == 2 and "loop(carry=2)" not in backward
     assert '"first_q_tile(32,16,inf,0):' in backward
@@ -174,7 +177,8 @@ def test_compile_pipeline_names_and_options() -> None:
         "compile", FLASH_TEXT, "--pipeline", "tile-flash{block_q=0,block_kv=32},dead-code"
     )
     forward, backward = one_loop.split("} grad {")
-    assert forward.count('loop "loop(carry=') == 1  # no query-tile loop: all rows at once
+    # no query-tile loop: all rows at once, through the unmasked and the masked key-tile loops
+    assert forward.count('loop "loop(carry=') == 2 and "parallel" not in forward
     assert backward.count('loop "loop(carry=') == 2
     assert '"tile(k,32):bhkd,->bhkd"' in one_loop and '"tile(q,' not in forward
 
@@ -189,13 +193,15 @@ def test_compile_and_run_default_to_the_jax_backends_platform_pipeline(
     from passes import TileFlash
 
     platform_default = [TileFlash(block_q=0, block_kv=8), "dead-code"]
-    monkeypatch.setattr(jax_backend, "default_pipeline", lambda platform=None: platform_default)
+    monkeypatch.setattr(
+        jax_backend, "default_pipeline", lambda platform=None, graph=None: platform_default
+    )
     assert main(["compile", str(FLASH_JSON), "--explain", *SHAPES]) == 0
     out = capsys.readouterr().out
-    assert "forward: one key-tile loop (Bc=8) over all query rows at once" in out
+    assert "forward: key-tile loops (Bc=8) over all query rows at once" in out
     assert "after the pipeline (tile-flash{block_q=0,block_kv=8},dead-code)" in out
     assert main(["compile", str(FLASH_JSON), "--pipeline", "tile-flash", "--explain"]) == 0
-    assert "a query-tile loop (Bq=32) around a key-tile loop (Bc=16)" in capsys.readouterr().out
+    assert "a query-tile loop (Bq=32) around key-tile loops (Bc=16)" in capsys.readouterr().out
     assert main(["compile", str(FLASH_JSON)]) == 0
     assert '"tile(k,8):bhkd,->bhkd"' in capsys.readouterr().out
     assert main(["run", str(FLASH_JSON), *SHAPES, "--seed", "3"]) == 0
@@ -233,7 +239,7 @@ def test_compile_explain_rewritten_node() -> None:
     assert "fields: q=bhqd k=bhkd v=bhkv out=bhqv Bq=32 Bc=16 causal=yes" in out
     assert "rewritten by tile-flash into one custom_vjp node: its body is the tiled forward" in out
     assert (
-        "forward: a query-tile loop (Bq=32) around a key-tile loop (Bc=16), carrying "
+        "forward: a query-tile loop (Bq=32) around key-tile loops (Bc=16), carrying "
         "(acc, max, sum) in float32" in out
     )
     assert (
@@ -246,8 +252,10 @@ def test_compile_explain_rewritten_node() -> None:
     assert "not matched (not flash nodes): 4 einsum, 4 reshape" in out
     assert (
         "after the pipeline (tile-flash,dead-code): 1 flash node(s) before, 0 left; "
-        "1 custom_vjp node(s), 4 loop node(s)" in out
+        "1 custom_vjp node(s), 5 loop node(s)" in out
     )
+    assert "key tiles that every query row sees whole run in a loop without a mask" in out
+    assert "the query-tile loop is parallel=bh: its iterations are independent" in out
     assert "graph(" not in out  # --explain alone emits no IR
 
 
@@ -379,8 +387,9 @@ def test_dot_writes_clusters_for_loop_bodies(tmp_path: Path) -> None:
     assert ok("dot", FLASH_JSON, "-o", out, "--after", "tile-flash,dead-code") == f"wrote {out}\n"
     text = out.read_text()
     assert text.startswith('digraph "flash_causal" {')
-    # the custom_vjp node's body and grad body, each with two nested loops
-    assert text.count("subgraph cluster_") == 6
+    # the custom_vjp node's body (a query-tile loop around two key-tile loops) and grad body
+    # (two nested loops)
+    assert text.count("subgraph cluster_") == 7
     assert 'label="body"' in text and 'label="grad body"' in text
     assert text.count("{") == text.count("}")
     assert 'label="einsum\\nbhqd,bhkd->bhqk\\nacc=float32"' in text
@@ -444,7 +453,7 @@ def test_demo_small() -> None:
     # after dead-code, a summary instead of the same long IR again
     assert re.search(
         r"^// ----- IR after dead-code \(unchanged\) -----\n// 9 top-level node\(s\), \d+ in all "
-        r"\(1 custom_vjp, .*4 loop.*\); the same IR as above$",
+        r"\(1 custom_vjp, .*5 loop.*\); the same IR as above$",
         out,
         re.MULTILINE,
     )

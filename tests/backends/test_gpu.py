@@ -29,7 +29,7 @@ CASES = [  # (sq, skv, h, g, causal, window, dtype)
 )
 def test_default_gpu_pipeline_forward_and_backward(case):
     sq, skv, h, g, causal, window, dtype_name = case
-    assert backend_jax.default_pipeline()[0].block_q == backend_jax.GPU_BLOCK_Q
+    assert backend_jax.default_pipeline()[0].block_q == backend_jax.GPU_KERNEL_BLOCK_Q
     dtype = jnp.dtype(dtype_name)
     rng = np.random.default_rng(sq)
     q = jnp.asarray(rng.standard_normal((1, h, sq, 64)), dtype)
@@ -42,6 +42,7 @@ def test_default_gpu_pipeline_forward_and_backward(case):
 
     out, pullback = jax.vjp(flash, q, k, v)
     grads = pullback(d_out)
+    assert compiled.kernels and all("Pallas kernel" in line for line in compiled.kernels)
     inputs64 = [np.asarray(x, np.float64) for x in (q, k, v)]
     ref, _ = attention64(*inputs64, causal, window)
     ref_grads = attention64_vjp(*inputs64, np.asarray(d_out, np.float64), causal, window)

@@ -250,9 +250,15 @@ def test_render_is_deterministic_and_names_are_python() -> None:
     assert f"    {region}.defvjp({region}_fwd, {region}_bwd)\n" in source
     # causal block skipping: the key loop's end depends on i, so both bounds become int32
     assert "hi_2 = end_kv_tile(q.shape[-2], k.shape[-2], i, 16, 8, 0)" in source
+    # the key tiles every row sees whole need no mask; the diagonal's tiles follow
+    assert "whole_hi = full_kv_tiles(q.shape[-2], k.shape[-2], i, 16, 8, math.inf, 0)[1]" in source
     assert (
-        "(acc, max_, sum_) = lax.fori_loop(jnp.int32(lo_2), jnp.int32(hi_2), step_acc, "
-        "(acc0, max0, sum0))" in source
+        "(acc_whole, max_whole, sum_whole) = lax.fori_loop(jnp.int32(lo_2), "
+        "jnp.int32(whole_hi), step_acc_whole, (acc0, max0, sum0))" in source
+    )
+    assert (
+        "(acc_edge, max_edge, sum_edge) = lax.fori_loop(jnp.int32(whole_hi), jnp.int32(hi_2), "
+        "step_acc_edge, (acc_whole, max_whole, sum_whole))" in source
     )
     assert "(out_padded, lse_padded) = lax.fori_loop(lo, hi, step_out_padded," in source
     assert "(acc_2, max_2, sum_2) = carry" in source  # the inner body's carry, renamed

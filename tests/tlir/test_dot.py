@@ -122,13 +122,17 @@ def test_tiled_flash_is_a_custom_vjp_with_nested_loop_clusters() -> None:
     text = to_dot(lowered)
     assert text == to_dot(lowered)
     clusters = re.findall(r"subgraph (cluster_\w+) \{", text)
-    # body: the query-tile loop around the key-tile loop; grad body: key tiles around query tiles
-    assert len(clusters) == 6
+    # body: the query-tile loop around two key-tile loops (the tiles seen whole, then the
+    # diagonal's); grad body: key tiles around query tiles
+    assert len(clusters) == 7
     body, grad = (
         sorted(c for c in clusters if c.startswith(p)) for p in ("cluster_B", "cluster_G")
     )
-    for outer, middle, inner in (body, grad):
-        assert middle.startswith(outer + "_L") and inner.startswith(middle + "_L")
+    outer, middle, *inner = body
+    assert middle.startswith(outer + "_L") and len(inner) == 2
+    assert all(c.startswith(middle + "_L") for c in inner)
+    outer, middle, inner = grad
+    assert middle.startswith(outer + "_L") and inner.startswith(middle + "_L")
     assert f'lhead="{body[0]}", label="body"' in text
     assert f'lhead="{grad[0]}", label="grad body"' in text
     assert text.count('label="custom_vjp"') == 1

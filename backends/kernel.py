@@ -1,0 +1,457 @@
+"""Parallel loops as GPU kernels: a `parallel` loop of the IR becomes one Pallas call.
+
+A loop node marked `parallel=<labels>` (tile-flash marks its query-tile loop `parallel=bh`, or
+`parallel=bgr` under grouped-query attention) promises that its iterations are independent,
+that iteration i writes only tile i of each carried value, and that no op of its body mixes
+values of different <labels>. Such a loop is one kernel launch: a grid of programs, one per
+(iteration, label values), each running the loop body once on the blocks of its own tile of its
+own (batch, head). The body is the same IR the XLA path runs, with the grid labels dropped from
+every term (`bhqd,bhkd->bhqk` becomes `qd,kd->qk`); inner loops stay loops inside the kernel
+(`lax.fori_loop`, with dynamic bounds where tiles are skipped). So the scores of a tile live in
+registers and shared memory, never in HBM, which is what the XLA loop cannot avoid.
+
+How the body's inputs reach a program:
+  block   an input that the body only tiles at the loop index: the block of tile i (BlockSpec);
+  whole   any other array: its whole extent for this (batch, head), tiled inside the kernel;
+  shape   an input whose value no op reads (only its shape): a stand-in, nothing is loaded;
+  static  a Python number (the softmax scale): a constant of the kernel.
+Each carried value must be written once, by `put_tile` at the loop index, over a grid that
+covers every tile: it becomes an output block.
+
+`lower_parallel_loop` raises `NotAKernel` (a LoweringError) when a loop breaks these rules or
+when the Triton lowering cannot take its shapes (every block dimension must be a power of two,
+at least 16); the JAX backend then runs the loop as XLA loops instead, and says why in
+`Compiled.kernels`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+
+from backends.interpreter import align
+from backends.jax import JaxInterpreter
+from tlir import EinsumGraph, EinsumNode, LoweringError
+from tlir.ops import OPS
+from tlir.shapes import tile_size
+from tlir.spec import EinsumSpec, LoopSpec, OpSpec, Term, term_text
+
+Array = Any
+
+# Triton's tensor shapes must be powers of two, and its matrix products want 16 or more; a
+# program holds its tiles in registers and shared memory, which larger ones overflow.
+LEAST_BLOCK = 16
+LARGEST_BLOCK = 256
+
+
+class NotAKernel(LoweringError):
+    """This parallel loop cannot be a Pallas kernel; the message says why."""
+
+
+# The body without the grid labels ----------------------------------------------------------------
+def _strip(term: Term, labels: str) -> str:
+    return "".join(label for label in term if label not in labels)
+
+
+def _stripped_spec(node: EinsumNode, labels: str, where: str) -> str:
+    spec = node.parsed
+    if isinstance(spec, LoopSpec):
+        return node.spec
+    if isinstance(spec, EinsumSpec) and not spec.has_ellipsis:
+        terms = spec.inputs
+        reads = [True] * len(terms)
+        head = ""
+    elif isinstance(spec, OpSpec) and spec.labelled:
+        assert spec.inputs is not None
+        terms = spec.inputs
+        definition = OPS[spec.op]
+        reads = [definition.reads_value(p) for p in range(len(terms))]
+        head = spec.text.split(":", 1)[0] + ":"
+        if any(str(arg) in labels for arg in spec.args if isinstance(arg, str)):
+            raise NotAKernel(f"{where}{node.spec!r} names a parallel label in its arguments")
+    else:
+        raise NotAKernel(f"{where}a {node.kind} node {node.spec!r} cannot run inside a kernel")
+    output = spec.output
+    assert output is not None
+    for term, read in zip(terms, reads):
+        mixed = [label for label in term if label in labels and label not in output]
+        if read and mixed:
+            raise NotAKernel(
+                f"{where}{node.spec!r} reduces over parallel label {mixed[0]!r}: its programs "
+                "would need each other's values"
+            )
+    inputs = ",".join(_strip(term, labels) for term in terms)
+    return f"{head}{inputs}->{_strip(output, labels)}"
+
+
+def kernel_body(body: EinsumGraph, labels: str, where: str = "") -> EinsumGraph:
+    """`body` as one program of the grid sees it: every term without `labels`."""
+    stripped = EinsumGraph()
+    for name in body.tensors:
+        stripped.add_tensor(name)
+    for index, node in enumerate(body.nodes):
+        at = f"{where}node {index} "
+        inner = kernel_body(node.body, labels, at + "body: ") if node.body is not None else None
+        if node.grad_body is not None:
+            raise NotAKernel(f"{at}{node.spec!r}: a custom_vjp node cannot run inside a kernel")
+        stripped.add_node(
+            EinsumNode(
+                _stripped_spec(node, labels, at),
+                node.inputs,
+                node.outputs,
+                kind=node.kind,
+                attrs=node.attrs,
+                body=inner,
+            )
+        )
+    for t in body.inputs:
+        stripped.add_input(t)
+    for t in body.outputs:
+        stripped.add_output(t)
+    return stripped
+
+
+# How each body input reaches a program ----------------------------------------------------------
+@dataclass(frozen=True)
+class Use:
+    node: EinsumNode
+    position: int
+    term: Term | None  # the operand's term, None for a loop's operands
+    top_level: bool
+
+
+def _uses(graph: EinsumGraph, tensor: int, top_level: bool = True) -> list[Use]:
+    found = []
+    for node in graph.nodes:
+        for position, t in enumerate(node.inputs):
+            if t != tensor:
+                continue
+            spec = node.parsed
+            if isinstance(spec, LoopSpec) and node.body is not None and position >= 2:
+                # Passed into an inner loop: what counts is how its body uses it.
+                found += _uses(node.body, node.body.inputs[position - 1], False)
+                continue
+            term = spec.inputs[position] if isinstance(spec, (EinsumSpec, OpSpec)) else None
+            found.append(Use(node, position, term, top_level))
+    return found
+
+
+def _reads_value(use: Use) -> bool:
+    spec = use.node.parsed
+    return not isinstance(spec, OpSpec) or OPS[spec.op].reads_value(use.position)
+
+
+def _term_of(name: str, uses: list[Use]) -> Term:
+    terms = {use.term for use in uses if use.term is not None}
+    if len(terms) != 1:
+        found = ", ".join(sorted(repr(term_text(t)) for t in terms)) or "none"
+        raise NotAKernel(f"input {name!r} needs one labelled term in the body, found {found}")
+    return terms.pop()
+
+
+@dataclass(frozen=True)
+class Operand:
+    """One body input of the kernel: how it arrives, and its labels."""
+
+    kind: str  # "index", "block", "whole", "shape", "static", "output"
+    term: Term = ()
+    label: str = ""  # the tiled label of a block or an output
+    size: int = 0  # its tile size
+
+
+class ShapeOnly:
+    """Stands in for an input whose value no op of the body reads."""
+
+    def __init__(self, shape: Sequence[int], dtype: Any) -> None:
+        self.shape = tuple(shape)
+        self.dtype = dtype
+        self.ndim = len(self.shape)
+
+
+class Block:
+    """A ref holding one tile of an input: `tile` at the loop index loads all of it."""
+
+    def __init__(self, ref: Any) -> None:
+        self.ref, self.shape, self.dtype = ref, tuple(ref.shape), ref.dtype
+        self.ndim = len(self.shape)
+
+
+class Whole(Block):
+    """A ref holding an input's whole extent for this program: `tile` loads a slice."""
+
+
+class Output(Block):
+    """A ref of one output block: `put_tile` at the loop index stores into it."""
+
+
+def _is_static(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def classify(node: EinsumNode, operands: Sequence[Any]) -> list[Operand]:
+    """How each body input of a parallel loop reaches the kernel (see the module doc)."""
+    body = node.body
+    spec = node.parsed
+    assert body is not None and isinstance(spec, LoopSpec)
+    inputs = body.inputs
+    n_carry = spec.carry
+    index = inputs[0]
+    result = [Operand("index")]
+    for position, tensor in enumerate(inputs[1 : len(inputs) - n_carry], start=1):
+        name = body.tensors[tensor]
+        value = operands[position + 1]
+        uses = _uses(body, tensor)
+        if _is_static(value):
+            result.append(Operand("static"))
+            continue
+        if getattr(value, "ndim", 0) == 0:
+            raise NotAKernel(f"input {name!r} is a traced scalar; a kernel takes arrays")
+        term = _term_of(name, uses)
+        if not any(_reads_value(use) for use in uses):
+            result.append(Operand("shape", term))
+        elif all(_tiles_at(use, index) for use in uses):
+            label, size = _tile_args(uses[0])
+            if any(_tile_args(use) != (label, size) for use in uses):
+                raise NotAKernel(f"input {name!r} is tiled in two ways at the loop index")
+            result.append(Operand("block", term, label, size))
+        else:
+            result.append(Operand("whole", term))
+    outputs = body.outputs
+    writers = {t: n for n in body.nodes for t in n.outputs}
+    for r, tensor in enumerate(inputs[len(inputs) - n_carry :]):
+        name = body.tensors[tensor]
+        writer = writers.get(outputs[r])
+        uses = _uses(body, tensor)
+        if (
+            writer is None
+            or not isinstance(writer.parsed, OpSpec)
+            or writer.parsed.op != "put_tile"
+            or writer.inputs[0] != tensor
+            or writer.inputs[2] != index
+            or len(uses) != 1
+        ):
+            raise NotAKernel(
+                f"carried value {name!r} must be written once, by put_tile at the loop index, "
+                "and read by nothing else"
+            )
+        assert writer.parsed.output is not None
+        label, size = _tile_args(Use(writer, 0, None, True))
+        result.append(Operand("output", writer.parsed.output, label, size))
+    return result
+
+
+def _tiles_at(use: Use, index: int) -> bool:
+    spec = use.node.parsed
+    return (
+        use.top_level
+        and isinstance(spec, OpSpec)
+        and spec.op == "tile"
+        and use.position == 0
+        and use.node.inputs[1] == index
+        and spec.inputs is not None
+        and spec.inputs[0] == spec.output
+    )
+
+
+def _tile_args(use: Use) -> tuple[str, int]:
+    spec = use.node.parsed
+    assert isinstance(spec, OpSpec)
+    return str(spec.args[0]), int(spec.args[1])
+
+
+# The kernel ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KernelOptions:
+    """How a parallel loop becomes a kernel: Triton's knobs, or Pallas' interpreter (any device)."""
+
+    interpret: bool = False
+    num_warps: int | None = None  # None: 4 for score tiles of at most 128x64, else 8
+    num_stages: int = 3  # measured on an H200: 3 beat 2 by 10-15% with 128x128 tiles
+
+
+class KernelInterpreter(JaxInterpreter):
+    """Runs a stripped loop body inside a Pallas kernel: tiles come from refs."""
+
+    name = "kernel"
+
+    def einsum(self, node: EinsumNode, spec: EinsumSpec, operands: list[Array]) -> Array:
+        accumulate = node.attr("acc")
+        preferred = jnp.dtype(accumulate) if accumulate is not None else None
+        return jnp.einsum(spec.text, *operands, preferred_element_type=preferred)
+
+    def special_op(self, spec: OpSpec, operands: list[Array]) -> Array:
+        assert spec.inputs is not None and spec.output is not None
+        if spec.op == "tile" and isinstance(operands[0], Block):
+            source, term = operands[0], spec.inputs[0]
+            if isinstance(source, Whole):
+                axis = term.index(str(spec.args[0]))
+                size = tile_size(int(spec.args[1]), source.shape[axis])
+                index: list[Any] = [slice(None)] * source.ndim
+                index[axis] = pl.ds(operands[1] * size, size)
+                loaded = source.ref[tuple(index)]
+            else:
+                loaded = source.ref[...]
+            return align(self.xp, loaded, term, spec.output)
+        if spec.op == "put_tile" and isinstance(operands[0], Output):
+            target = operands[0]
+            target.ref[...] = align(self.xp, operands[1], spec.inputs[1], spec.output).astype(
+                target.dtype
+            )
+            return target
+        return super().special_op(spec, operands)
+
+
+def _grid_sizes(plan: list[Operand], operands: Sequence[Any], labels: str) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for operand, x in zip(plan[1:], operands[2:]):
+        for label, n in zip(operand.term, getattr(x, "shape", ())):
+            if label in labels and sizes.setdefault(label, n) != n:
+                raise NotAKernel(f"label {label!r} has sizes {sizes[label]} and {n}")
+    return sizes
+
+
+def _inner_tiles(body: EinsumGraph) -> dict[str, int]:
+    """Label -> tile size of every `tile` op in the body and its inner loops."""
+    found: dict[str, int] = {}
+    for node in body.nodes:
+        spec = node.parsed
+        if isinstance(spec, OpSpec) and spec.op == "tile":
+            found[str(spec.args[0])] = int(spec.args[1])
+        if node.body is not None:
+            found.update(_inner_tiles(node.body))
+    return found
+
+
+def _fits_triton(dims: dict[str, int], what: str) -> None:
+    for label, n in dims.items():
+        if not LEAST_BLOCK <= n <= LARGEST_BLOCK or n & (n - 1):
+            raise NotAKernel(
+                f"{what}: axis {label!r} of {n} is not a power of two from {LEAST_BLOCK} to "
+                f"{LARGEST_BLOCK}, as Triton's blocks need"
+            )
+
+
+def _block(
+    operand: Operand, shape: Sequence[int], labels: str, first: int, iteration: Any
+) -> tuple[tuple[int | None, ...], Any]:
+    """(block shape, index map) of one kernel input or output."""
+    block: list[int | None] = []
+    for label, n in zip(operand.term, shape):
+        if label in labels:
+            block.append(None)  # one (batch, head) per program: squeezed
+        elif label == operand.label:
+            block.append(tile_size(operand.size, n))
+        else:
+            block.append(n)
+
+    def index_map(program: Any, *grid: Any) -> tuple[Any, ...]:
+        i = first + iteration(program)
+        return tuple(
+            grid[labels.index(label)] if label in labels else (i if label == operand.label else 0)
+            for label in operand.term
+        )
+
+    return tuple(block), index_map
+
+
+def lower_parallel_loop(
+    node: EinsumNode, operands: Sequence[Any], options: KernelOptions
+) -> list[Array]:
+    """The loop as one `pallas_call`; raises NotAKernel when it cannot be one."""
+    import jax
+
+    labels = node.attr("parallel") or ""
+    spec = node.parsed
+    assert isinstance(spec, LoopSpec) and node.body is not None
+    lo, hi = operands[0], operands[1]
+    if not (isinstance(lo, int) and isinstance(hi, int)):
+        raise NotAKernel("its bounds depend on an enclosing loop")
+    plan = classify(node, operands)
+    body = kernel_body(node.body, labels)
+    sizes = _grid_sizes(plan, operands, labels)
+    missing = [label for label in labels if label not in sizes]
+    if missing:
+        raise NotAKernel(f"parallel label {missing[0]!r} is on none of its operands")
+    steps = hi - lo
+    grid = (steps, *(sizes[label] for label in labels))
+
+    def iteration(program: Any) -> Any:
+        # The last iterations first: under a causal mask they see the most key tiles, and
+        # starting the longest programs first leaves the GPU less idle at the end.
+        return steps - 1 - program
+
+    inner = _inner_tiles(body)
+    in_specs, arrays, out_specs, out_shapes = [], [], [], []
+    rows = 0
+    for operand, x in zip(plan[1:], operands[2:]):
+        if operand.kind not in ("block", "whole", "output"):
+            continue
+        shape = tuple(x.shape)
+        block, index_map = _block(operand, shape, labels, lo, iteration)
+        dims = {label: n for label, n in zip(operand.term, block) if n is not None}
+        what = f"{operand.kind} {term_text(operand.term)}"
+        if operand.kind == "whole":
+            for label in list(dims):
+                if label in inner:
+                    size = tile_size(inner[label], dims[label])
+                    if dims[label] % size:
+                        raise NotAKernel(f"{what}: {dims[label]} is not a multiple of tile {size}")
+                    dims[label] = size
+        if operand.kind == "output":
+            axis = operand.term.index(operand.label)
+            if lo != 0 or steps * tile_size(operand.size, shape[axis]) != shape[axis]:
+                raise NotAKernel(f"{what}: the loop does not write every tile")
+            out_specs.append(pl.BlockSpec(block, index_map))
+            out_shapes.append(jax.ShapeDtypeStruct(shape, x.dtype))
+            rows = max(rows, dims[operand.label])
+        else:
+            in_specs.append(pl.BlockSpec(block, index_map))
+            arrays.append(x)
+        if not options.interpret:
+            _fits_triton(dims, what)
+
+    interpreter = KernelInterpreter()
+
+    def kernel(*refs: Any) -> None:
+        ins, outs = iter(refs[: len(arrays)]), iter(refs[len(arrays) :])
+        values: list[Any] = []
+        for operand, x in zip(plan, [None, *operands[2:]]):
+            if operand.kind == "index":
+                values.append(lo + iteration(pl.program_id(0)))
+            elif operand.kind == "static":
+                values.append(x)
+            elif operand.kind == "shape":
+                shape = [n for label, n in zip(operand.term, x.shape) if label not in labels]
+                values.append(ShapeOnly(shape, x.dtype))
+            elif operand.kind == "block":
+                values.append(Block(next(ins)))
+            elif operand.kind == "whole":
+                values.append(Whole(next(ins)))
+            else:
+                values.append(Output(next(outs)))
+        interpreter.run_graph(body, values)
+
+    compiler_params = None
+    if not options.interpret:
+        from jax.experimental.pallas import triton as plgpu
+
+        # Measured on an H200 (docs/benchmarks.md): 128x64 score tiles ran fastest with 4 warps,
+        # 128x128 ones with 8.
+        scores = rows * max(inner.values(), default=1)
+        warps = options.num_warps or (4 if scores <= 128 * 64 else 8)
+        compiler_params = plgpu.CompilerParams(num_warps=warps, num_stages=options.num_stages)
+    call = pl.pallas_call(
+        kernel,
+        grid=grid,
+        in_specs=in_specs,
+        out_specs=out_specs,
+        out_shape=out_shapes,
+        interpret=options.interpret,
+        compiler_params=compiler_params,
+        name="tlir_parallel_loop",
+    )
+    return list(call(*arrays))
