@@ -178,6 +178,7 @@ def _full_tile_range(
     args = (sq, skv, index, bq, bk, left, right)
     offset = skv - sq
     lo, hi = (tile_range(xp, bound, *args) for bound in ("first_kv_tile", "end_kv_tile"))
+    hi = _clamp(xp, hi, lo, max(skv, 1))  # a tile that sees no key has hi < lo: make it lo
     left_side, right_side = window_bound(left, sq, skv), window_bound(right, sq, skv)
     if name == "first_full_kv_tile":
         if left_side is None:

@@ -192,6 +192,7 @@ def lower(graph: EinsumGraph, kernels: Any = "xla") -> Callable[..., tuple[Array
     allows, XLA loops otherwise), or a `backends.kernel.KernelOptions`. The function's
     `kernel_log` lists, once traced, what each parallel loop became.
     """
+    interpreter = _interpreter(kernels)
     graph.validate()
     flash = _flash_nodes(graph)
     if flash:
@@ -199,7 +200,6 @@ def lower(graph: EinsumGraph, kernels: Any = "xla") -> Callable[..., tuple[Array
             f"{flash[0]} is a flash node: run the 'tile-flash' pass before lowering "
             "(passes.PassManager().run(graph), or backends.jax.compile(graph))"
         )
-    interpreter = _interpreter(kernels)
 
     def lowered(*inputs: Array) -> tuple[Array, ...]:
         arrays = [jnp.asarray(x) for x in inputs]

@@ -110,6 +110,7 @@ def full_kv_tiles(sq, skv, i, bq, bk, left, right):
     offset = skv - sq
     lo = 0 if math.isinf(left) else first_kv_tile(sq, skv, i, bq, bk, left)
     hi = -(-skv // bk) if math.isinf(right) else end_kv_tile(sq, skv, i, bq, bk, right)
+    hi = jnp.maximum(hi, lo)  # a tile that sees no key has hi < lo
     first = lo
     if not math.isinf(left):
         last_row = jnp.minimum(i * bq + bq, sq) - 1

@@ -57,3 +57,15 @@ def test_default_gpu_pipeline_forward_and_backward(case):
     for name, got, naive, want in zip("qkv", grads, naive_grads, ref_grads):
         assert np.isfinite(np.asarray(got, np.float32)).all(), name
         assert error(got, want) <= 2 * error(naive, want) + 1e-4 * np.abs(want).max(), name
+
+
+def test_head_dims_triton_cannot_take_fall_back_to_xla_loops():
+    """d = 80 is no power of two: the forward runs as XLA loops (slower, still right)."""
+    rng = np.random.default_rng(0)
+    q, k, v = (jnp.asarray(rng.standard_normal((1, 2, 300, 80)), jnp.bfloat16) for _ in range(3))
+    compiled = backend_jax.compile(flash_graph(flash_spec("h", 128, 128, True, None)))
+    (out,) = compiled(q, k, v)
+    assert len(compiled.kernels) == 1 and "XLA loops, not a kernel" in compiled.kernels[0]
+    assert "axis 'd' of 80 is not a power of two" in compiled.kernels[0]
+    ref, _ = attention64(*(np.asarray(x, np.float64) for x in (q, k, v)), True, None)
+    assert np.abs(np.asarray(out, np.float64) - ref).max() < 2e-2
