@@ -271,6 +271,7 @@ class KernelOptions:
     interpret: bool = False
     num_warps: int | None = None  # None: 4 for score tiles of at most 128x64, else 8
     num_stages: int = 3  # measured on an H200: 3 beat 2 by 10-15% with 128x128 tiles
+    iterations_outermost: bool = False  # the grid's order (see _Grid)
 
 
 class KernelInterpreter(JaxInterpreter):
@@ -335,8 +336,38 @@ def _fits_triton(dims: dict[str, int], what: str) -> None:
             )
 
 
+@dataclass(frozen=True)
+class _Grid:
+    """The launch grid: the loop's iterations and one axis per parallel label.
+
+    Iterations run last first: under a causal mask they see the most key tiles, and starting
+    the longest programs first leaves the GPU less idle at the end. `iterations_outermost`
+    makes the iterations the slowest grid axis, so every head's longest program starts before
+    any head's shorter one; otherwise they are the fastest, so programs that run together
+    share their head's K and V in the L2 cache.
+    """
+
+    steps: int
+    label_sizes: tuple[int, ...]
+    iterations_outermost: bool
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        if self.iterations_outermost:
+            return (*self.label_sizes, self.steps)
+        return (self.steps, *self.label_sizes)
+
+    def split(self, ids: Sequence[Any]) -> tuple[Any, tuple[Any, ...]]:
+        """(iteration, label ids) of one program's grid ids."""
+        if self.iterations_outermost:
+            program, labels = ids[-1], tuple(ids[:-1])
+        else:
+            program, labels = ids[0], tuple(ids[1:])
+        return self.steps - 1 - program, labels
+
+
 def _block(
-    operand: Operand, shape: Sequence[int], labels: str, first: int, iteration: Any
+    operand: Operand, shape: Sequence[int], labels: str, first: int, grid: _Grid
 ) -> tuple[tuple[int | None, ...], Any]:
     """(block shape, index map) of one kernel input or output."""
     block: list[int | None] = []
@@ -348,10 +379,12 @@ def _block(
         else:
             block.append(n)
 
-    def index_map(program: Any, *grid: Any) -> tuple[Any, ...]:
-        i = first + iteration(program)
+    def index_map(*ids: Any) -> tuple[Any, ...]:
+        iteration, label_ids = grid.split(ids)
         return tuple(
-            grid[labels.index(label)] if label in labels else (i if label == operand.label else 0)
+            label_ids[labels.index(label)]
+            if label in labels
+            else (first + iteration if label == operand.label else 0)
             for label in operand.term
         )
 
@@ -376,13 +409,7 @@ def lower_parallel_loop(
     missing = [label for label in labels if label not in sizes]
     if missing:
         raise NotAKernel(f"parallel label {missing[0]!r} is on none of its operands")
-    steps = hi - lo
-    grid = (steps, *(sizes[label] for label in labels))
-
-    def iteration(program: Any) -> Any:
-        # The last iterations first: under a causal mask they see the most key tiles, and
-        # starting the longest programs first leaves the GPU less idle at the end.
-        return steps - 1 - program
+    grid = _Grid(hi - lo, tuple(sizes[label] for label in labels), options.iterations_outermost)
 
     inner = _inner_tiles(body)
     in_specs, arrays, out_specs, out_shapes = [], [], [], []
@@ -391,7 +418,7 @@ def lower_parallel_loop(
         if operand.kind not in ("block", "whole", "output"):
             continue
         shape = tuple(x.shape)
-        block, index_map = _block(operand, shape, labels, lo, iteration)
+        block, index_map = _block(operand, shape, labels, lo, grid)
         dims = {label: n for label, n in zip(operand.term, block) if n is not None}
         what = f"{operand.kind} {term_text(operand.term)}"
         if operand.kind == "whole":
@@ -403,7 +430,7 @@ def lower_parallel_loop(
                     dims[label] = size
         if operand.kind == "output":
             axis = operand.term.index(operand.label)
-            if lo != 0 or steps * tile_size(operand.size, shape[axis]) != shape[axis]:
+            if lo != 0 or grid.steps * tile_size(operand.size, shape[axis]) != shape[axis]:
                 raise NotAKernel(f"{what}: the loop does not write every tile")
             out_specs.append(pl.BlockSpec(block, index_map))
             out_shapes.append(jax.ShapeDtypeStruct(shape, x.dtype))
@@ -421,7 +448,8 @@ def lower_parallel_loop(
         values: list[Any] = []
         for operand, x in zip(plan, [None, *operands[2:]]):
             if operand.kind == "index":
-                values.append(lo + iteration(pl.program_id(0)))
+                ids = [pl.program_id(axis) for axis in range(len(grid.shape))]
+                values.append(lo + grid.split(ids)[0])
             elif operand.kind == "static":
                 values.append(x)
             elif operand.kind == "shape":
@@ -446,7 +474,7 @@ def lower_parallel_loop(
         compiler_params = plgpu.CompilerParams(num_warps=warps, num_stages=options.num_stages)
     call = pl.pallas_call(
         kernel,
-        grid=grid,
+        grid=grid.shape,
         in_specs=in_specs,
         out_specs=out_specs,
         out_shape=out_shapes,

@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def flash_fn(n_heads: int, causal: bool, on_gpu: bool, variant: str | None = None):
     """tlir's compiled flash graph. `variant`: None for `backends.jax.compile`'s defaults;
     `BqxBc` for other forward tiles (on a GPU the backward keeps its default tiles); a
-    suffix `wN` runs the forward kernel with N warps, `sN` with N pipeline stages; `xla` forces XLA loops with the
+    suffix `wN` runs the forward kernel with N warps, `sN` with N pipeline stages, a final `o`
+    with the query tiles as the grid's outermost axis; `xla` forces XLA loops with the
     backward's tiles in both directions (the GPU path before kernels)."""
     import passes
     import tlir
@@ -54,7 +55,8 @@ def flash_fn(n_heads: int, causal: bool, on_gpu: bool, variant: str | None = Non
         pipeline = [passes.TileFlash(block_q=block_q, block_kv=block_kv), "dead-code"]
         kernels = "xla"
     else:
-        variant, _, stages = variant.partition("s")
+        outermost = variant.endswith("o")
+        variant, _, stages = variant.removesuffix("o").partition("s")
         tiles, _, warps = variant.partition("w")
         block_q, block_kv = (int(x) for x in tiles.split("x"))
         tile = passes.TileFlash(block_q=block_q, block_kv=block_kv)
@@ -66,9 +68,11 @@ def flash_fn(n_heads: int, causal: bool, on_gpu: bool, variant: str | None = Non
                 bwd_block_kv=backend_jax.GPU_BLOCK_KV,
             )
         pipeline = [tile, "dead-code"]
-        if warps or stages:
+        if warps or stages or outermost:
             kernels = KernelOptions(
-                num_warps=int(warps) if warps else None, num_stages=int(stages) if stages else 3
+                num_warps=int(warps) if warps else None,
+                num_stages=int(stages) if stages else 3,
+                iterations_outermost=outermost,
             )
     compiled = backend_jax.compile(graph, pipeline, kernels)
     lowered = compiled.function

@@ -254,3 +254,12 @@ def test_whole_tiles_need_no_mask_and_the_runs_cover_the_visible_tiles(
         rows = mask[i * bq : (i + 1) * bq]
         for j in range(whole_lo, whole_hi):
             assert (j + 1) * bk <= skv and rows[:, j * bk : (j + 1) * bk].all(), (i, j)
+
+
+def test_grid_order_does_not_change_the_result():
+    case = CASES[7]  # GQA, causal, tails: grid (tiles, b, g, r)
+    q, k, v = random_inputs(case, 5)
+    first = compile_kernel(case)(q, k, v)[0]
+    outermost = KernelOptions(interpret=True, iterations_outermost=True)
+    again = compile_kernel(case, outermost)(q, k, v)[0]
+    np.testing.assert_array_equal(np.asarray(first), np.asarray(again))
