@@ -263,3 +263,14 @@ def test_grid_order_does_not_change_the_result():
     outermost = KernelOptions(interpret=True, iterations_outermost=True)
     again = compile_kernel(case, outermost)(q, k, v)[0]
     np.testing.assert_array_equal(np.asarray(first), np.asarray(again))
+
+
+def test_causal_work_varies_over_query_tiles_so_they_lead_the_grid():
+    from backends.kernel import _work_varies
+
+    q = np.zeros((1, 2, 128, 32), np.float32)
+    for causal in (False, True):
+        tiled = passes.PassManager().run(flash_graph(flash_spec("h", 32, 32, causal)))
+        loop = next(node for node in tiled.nodes[0].body.nodes if node.attr("parallel"))
+        operands = [0, 4, q, q, q, q, q, 0.125, q, q[..., 0]]
+        assert _work_varies(loop.body, operands, 0, 4) is causal
