@@ -161,6 +161,7 @@ class Operand:
     term: Term = ()
     label: str = ""  # the tiled label of a block or an output
     size: int = 0  # its tile size
+    name: str = ""  # the body's name for it
 
 
 class ShapeOnly:
@@ -206,20 +207,20 @@ def classify(node: EinsumNode, operands: Sequence[Any]) -> list[Operand]:
         value = operands[position + 1]
         uses = _uses(body, tensor)
         if _is_static(value):
-            result.append(Operand("static"))
+            result.append(Operand("static", name=name))
             continue
         if getattr(value, "ndim", 0) == 0:
             raise NotAKernel(f"input {name!r} is a traced scalar; a kernel takes arrays")
         term = _term_of(name, uses)
         if not any(_reads_value(use) for use in uses):
-            result.append(Operand("shape", term))
+            result.append(Operand("shape", term, name=name))
         elif all(_tiles_at(use, index) for use in uses):
             label, size = _tile_args(uses[0])
             if any(_tile_args(use) != (label, size) for use in uses):
                 raise NotAKernel(f"input {name!r} is tiled in two ways at the loop index")
-            result.append(Operand("block", term, label, size))
+            result.append(Operand("block", term, label, size, name))
         else:
-            result.append(Operand("whole", term))
+            result.append(Operand("whole", term, name=name))
     outputs = body.outputs
     writers = {t: n for n in body.nodes for t in n.outputs}
     for r, tensor in enumerate(inputs[len(inputs) - n_carry :]):
@@ -240,7 +241,7 @@ def classify(node: EinsumNode, operands: Sequence[Any]) -> list[Operand]:
             )
         assert writer.parsed.output is not None
         label, size = _tile_args(Use(writer, 0, None, True))
-        result.append(Operand("output", writer.parsed.output, label, size))
+        result.append(Operand("output", writer.parsed.output, label, size, name))
     return result
 
 
@@ -460,7 +461,7 @@ def lower_parallel_loop(
         shape = tuple(x.shape)
         block, index_map = _block(operand, shape, labels, lo, grid)
         dims = {label: n for label, n in zip(operand.term, block) if n is not None}
-        what = f"{operand.kind} {term_text(operand.term)}"
+        what = f"{operand.name} ({operand.kind} {term_text(operand.term)})"
         if operand.kind == "whole":
             for label in list(dims):
                 if label in inner:
