@@ -16,6 +16,7 @@ import re
 import sys
 import traceback
 import types
+from pathlib import Path
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
 
@@ -23,7 +24,7 @@ FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
 def main() -> int:
     path = sys.argv[1]
     fix = "--fix" in sys.argv
-    text = open(path).read()
+    text = Path(path).read_text()
     blocks = list(FENCE.finditer(text))
     # A module of its own, so that examples may define dataclasses.
     module = types.ModuleType("doc_examples")
@@ -37,7 +38,8 @@ def main() -> int:
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             try:
-                exec(compile(block.group(2), f"{path} block {index}", "exec"), namespace)
+                code = compile(block.group(2), f"{path} block {index}", "exec")
+                exec(code, namespace)  # noqa: S102 - running the page's own examples is the point
             except Exception:  # noqa: BLE001 - an example that fails is the report
                 traceback.print_exc(file=printed)
         following = blocks[index + 1] if index + 1 < len(blocks) else None
@@ -53,7 +55,7 @@ def main() -> int:
     if fix:
         for start, end, new in reversed(replacements):
             text = text[:start] + new + text[end:]
-        open(path, "w").write(text)
+        Path(path).write_text(text)
     print(f"{path}: {failures} output block(s) differ")
     return 1 if failures else 0
 
