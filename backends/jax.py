@@ -6,8 +6,10 @@ bound depends on an enclosing loop's index: block skipping); custom_vjp nodes be
 through opt_einsum with its jax
 backend, the contraction path planned once per operand shapes (at trace time, cached); einsums
 with `acc=float32` use `jnp.einsum(..., preferred_element_type=float32)` so bf16/fp16 inputs
-accumulate in float32; reshape, elementwise and reduce nodes use jax.numpy. `compile(graph)` runs
-the pass pipeline, lowers and jits, keeping the lowered IR (`.graph`) and the pass trace.
+accumulate in float32; reshape, elementwise and reduce nodes use jax.numpy. A loop marked
+`parallel` can instead become one Pallas kernel (backends/kernel.py; `kernels=` chooses).
+`compile(graph)` runs the pass pipeline, lowers and jits, keeping the lowered IR (`.graph`), the
+pass trace, and what each parallel loop became (`.kernels`).
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ Each carried value must be written once, by `put_tile` at the loop index, over a
 covers every tile: it becomes an output block.
 
 `lower_parallel_loop` raises `NotAKernel` (a LoweringError) when a loop breaks these rules or
-when the Triton lowering cannot take its shapes (every block dimension must be a power of two,
-at least 16); the JAX backend then runs the loop as XLA loops instead, and says why in
+when the Triton lowering cannot take its shapes (every block dimension must be a power of two
+from 16 to 256); the JAX backend then runs the loop as XLA loops instead, and says why in
 `Compiled.kernels`.
 """
 
