@@ -137,18 +137,31 @@ _ALL: list[OpDef] = [
             ("end_kv_tile", "one past the last key tile that query tile i can see"),
             ("first_q_tile", "the first query tile that sees key tile j"),
             ("end_q_tile", "one past the last query tile that sees key tile j"),
+        )
+    ),
+    *(
+        OpDef(
+            name,
+            "elementwise",
+            3,
+            ("bq", "bk", "left", "right"),
+            f"{what}: an int32 scalar from q (operand 0), k (operand 1) and the tile index "
+            "(operand 2); the key tiles from first_full_kv_tile to end_full_kv_tile need no mask",
+            (0, 1),
+        )
+        for name, what in (
             (
                 "first_full_kv_tile",
                 (
-                    "the first key tile that query tile i sees whole (every key visible to "
-                    "every query row; clamped to first_kv_tile..end_kv_tile)"
+                    "the first key tile that every real row of query tile i sees whole, "
+                    "clamped to first_kv_tile..end_kv_tile"
                 ),
             ),
             (
                 "end_full_kv_tile",
                 (
-                    "one past the last key tile that query tile i sees whole (clamped to "
-                    "first_full_kv_tile..end_kv_tile): tiles between need no mask"
+                    "one past the last key tile that every real row of query tile i sees whole "
+                    "(no padded tail), clamped to first_full_kv_tile..end_kv_tile"
                 ),
             ),
         )
