@@ -171,6 +171,12 @@ def _clamp(xp: Any, x: Any, lo: Any, hi: Any) -> Any:
     return xp.minimum(xp.maximum(x, lo), hi)
 
 
+def _at_least(xp: Any, x: Any, lo: Any) -> Any:
+    if isinstance(x, int) and isinstance(lo, int):
+        return max(x, lo)
+    return xp.maximum(x, lo)
+
+
 def _full_tile_range(
     xp: Any, name: str, sq: int, skv: int, index: Any, bq: int, bk: int, left: Any, right: Any
 ) -> Any:
@@ -178,7 +184,7 @@ def _full_tile_range(
     args = (sq, skv, index, bq, bk, left, right)
     offset = skv - sq
     lo, hi = (tile_range(xp, bound, *args) for bound in ("first_kv_tile", "end_kv_tile"))
-    hi = _clamp(xp, hi, lo, max(skv, 1))  # a tile that sees no key has hi < lo: make it lo
+    hi = _at_least(xp, hi, lo)  # a tile that sees no key has hi < lo: make it lo
     left_side, right_side = window_bound(left, sq, skv), window_bound(right, sq, skv)
     if name == "first_full_kv_tile":
         if left_side is None:

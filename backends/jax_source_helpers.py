@@ -46,21 +46,23 @@ def attn_mask(sq, skv, i, j, bq, bk, left, right):
     diagonal = query + (skv - sq)
     visible = (key < skv) & (query < sq)
     if not math.isinf(left):
-        visible = visible & (key >= diagonal - int(left))
+        visible = visible & (key >= diagonal - min(int(left), sq + skv))
     if not math.isinf(right):
-        visible = visible & (key <= diagonal + int(right))
+        visible = visible & (key <= diagonal + min(int(right), sq + skv))
     return visible
 ''',
     "first_kv_tile": '''
 def first_kv_tile(sq, skv, i, bq, bk, left):
     """The first key tile that query tile i sees; earlier ones are skipped."""
     bq, bk = tile_size(bq, sq), tile_size(bk, skv)
+    left = min(left, sq + skv)  # wider means the same, and keeps int32 from overflowing
     return jnp.maximum(i * bq + (skv - sq) - left, 0) // bk
 ''',
     "end_kv_tile": '''
 def end_kv_tile(sq, skv, i, bq, bk, right):
     """One past the last key tile that query tile i sees."""
     bq, bk = tile_size(bq, sq), tile_size(bk, skv)
+    right = min(right, sq + skv)
     last_row = jnp.minimum(i * bq + bq, sq) - 1
     return jnp.minimum(last_row + (skv - sq) + right, skv - 1) // bk + 1
 ''',
@@ -68,12 +70,14 @@ def end_kv_tile(sq, skv, i, bq, bk, right):
 def first_q_tile(sq, skv, j, bq, bk, right):
     """The first query tile that sees key tile j; earlier ones are skipped."""
     bq, bk = tile_size(bq, sq), tile_size(bk, skv)
+    right = min(right, sq + skv)
     return jnp.maximum(j * bk - (skv - sq) - right, 0) // bq
 ''',
     "end_q_tile": '''
 def end_q_tile(sq, skv, j, bq, bk, left):
     """One past the last query tile that sees key tile j."""
     bq, bk = tile_size(bq, sq), tile_size(bk, skv)
+    left = min(left, sq + skv)
     last_key = jnp.minimum(j * bk + bk, skv) - 1
     return jnp.minimum(last_key - (skv - sq) + left, sq - 1) // bq + 1
 ''',
@@ -89,10 +93,12 @@ def full_kv_tiles(sq, skv, i, bq, bk, left, right):
     first = lo
     if not math.isinf(left):
         last_row = jnp.minimum(i * bq + bq, sq) - 1
-        first = jnp.clip(-(-(last_row + offset - int(left)) // bk), lo, hi)
+        left = min(int(left), sq + skv)
+        first = jnp.clip(-(-(last_row + offset - left) // bk), lo, hi)
     seen = skv // bk
     if not math.isinf(right):
-        seen = jnp.minimum((i * bq + offset + int(right) + 1) // bk, seen)
+        right = min(int(right), sq + skv)
+        seen = jnp.minimum((i * bq + offset + right + 1) // bk, seen)
     return first, jnp.clip(seen, first, hi)
 ''',
     "dropout_keep": '''

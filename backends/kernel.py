@@ -26,6 +26,7 @@ from 16 to 256); the JAX backend then runs the loop as XLA loops instead, and sa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +36,7 @@ from jax.experimental import pallas as pl
 
 from backends.interpreter import align
 from backends.jax import JaxInterpreter
-from tlir import EinsumGraph, EinsumNode, LoweringError
+from tlir import EinsumGraph, EinsumNode, LoweringError, TlirError
 from tlir.ops import OPS
 from tlir.shapes import tile_size
 from tlir.spec import EinsumSpec, LoopSpec, OpSpec, Term, term_text
@@ -46,6 +47,17 @@ Array = Any
 # program holds its tiles in registers and shared memory, which larger ones overflow.
 LEAST_BLOCK = 16
 LARGEST_BLOCK = 256
+
+
+# Ops that have no lowering inside a Triton kernel, and why.
+OUTSIDE_KERNELS = {
+    "dropout_keep": "jax.random does not run inside a Triton kernel (dropout runs as XLA loops)",
+}
+
+# A Triton program double-buffers its key and value tiles in shared memory: at most this many
+# bytes of them per program (an H100/H200 has 227 KiB per block; the default 128x128 bf16
+# tiles with d = 128 and 3 stages, measured, use 192 KiB).
+SHARED_MEMORY_BUDGET = 192 * 1024
 
 
 class NotAKernel(LoweringError):
@@ -75,6 +87,8 @@ def _stripped_spec(node: EinsumNode, labels: str, where: str) -> str:
             raise NotAKernel(f"{where}{node.spec!r} names a parallel label in its arguments")
     else:
         raise NotAKernel(f"{where}a {node.kind} node {node.spec!r} cannot run inside a kernel")
+    if isinstance(spec, OpSpec) and spec.op in OUTSIDE_KERNELS:
+        raise NotAKernel(f"{where}{node.spec!r}: {OUTSIDE_KERNELS[spec.op]}")
     output = spec.output
     assert output is not None
     for term, read in zip(terms, reads):
@@ -162,6 +176,7 @@ class Operand:
     label: str = ""  # the tiled label of a block or an output
     size: int = 0  # its tile size
     name: str = ""  # the body's name for it
+    tiles: tuple[tuple[str, int], ...] = ()  # (label, tile size) of a whole input's tile ops
 
 
 class ShapeOnly:
@@ -212,15 +227,29 @@ def classify(node: EinsumNode, operands: Sequence[Any]) -> list[Operand]:
         if getattr(value, "ndim", 0) == 0:
             raise NotAKernel(f"input {name!r} is a traced scalar; a kernel takes arrays")
         term = _term_of(name, uses)
-        if not any(_reads_value(use) for use in uses):
+        if len(term) != value.ndim:
+            raise NotAKernel(
+                f"input {name!r} is labelled {term_text(term)!r} but has {value.ndim} axes"
+            )
+        reads = [use for use in uses if _reads_value(use)]
+        if not reads:
             result.append(Operand("shape", term, name=name))
         elif all(_tiles_at(use, index) for use in uses):
             label, size = _tile_args(uses[0])
             if any(_tile_args(use) != (label, size) for use in uses):
                 raise NotAKernel(f"input {name!r} is tiled in two ways at the loop index")
             result.append(Operand("block", term, label, size, name))
+        elif all(_is_tile(use) for use in reads):
+            tiles = {_tile_args(use) for use in reads}
+            if len({label for label, _ in tiles}) != len(tiles):
+                raise NotAKernel(f"input {name!r} is tiled with two sizes along one axis")
+            result.append(Operand("whole", term, name=name, tiles=tuple(sorted(tiles))))
         else:
-            result.append(Operand("whole", term, name=name))
+            culprit = next(use for use in reads if not _is_tile(use))
+            raise NotAKernel(
+                f"input {name!r} is read whole by {culprit.node.spec!r}: inside a kernel an "
+                "input that is not tiled at the loop index can only be read tile by tile"
+            )
     outputs = body.outputs
     writers = {t: n for n in body.nodes for t in n.outputs}
     for r, tensor in enumerate(inputs[len(inputs) - n_carry :]):
@@ -243,6 +272,17 @@ def classify(node: EinsumNode, operands: Sequence[Any]) -> list[Operand]:
         label, size = _tile_args(Use(writer, 0, None, True))
         result.append(Operand("output", writer.parsed.output, label, size, name))
     return result
+
+
+def _is_tile(use: Use) -> bool:
+    spec = use.node.parsed
+    return (
+        isinstance(spec, OpSpec)
+        and spec.op == "tile"
+        and use.position == 0
+        and spec.inputs is not None
+        and spec.inputs[0] == spec.output
+    )
 
 
 def _tiles_at(use: Use, index: int) -> bool:
@@ -274,6 +314,17 @@ class KernelOptions:
     num_stages: int = 3  # measured on an H200: 3 beat 2 by 10-15% with 128x128 tiles
     # The grid's order (see _Grid); None: outermost when iterations differ in work (causal).
     iterations_outermost: bool | None = None
+
+    def __post_init__(self) -> None:
+        warps = self.num_warps
+        if warps is not None and (not isinstance(warps, int) or warps not in (1, 2, 4, 8, 16)):
+            raise LoweringError(
+                f"KernelOptions: num_warps must be 1, 2, 4, 8 or 16, found {warps!r}"
+            )
+        if not isinstance(self.num_stages, int) or self.num_stages < 1:
+            raise LoweringError(
+                f"KernelOptions: num_stages must be an integer >= 1, found {self.num_stages!r}"
+            )
 
 
 class KernelInterpreter(JaxInterpreter):
@@ -317,16 +368,16 @@ def _grid_sizes(plan: list[Operand], operands: Sequence[Any], labels: str) -> di
     return sizes
 
 
-def _inner_tiles(body: EinsumGraph) -> dict[str, int]:
-    """Label -> tile size of every `tile` op in the body and its inner loops."""
-    found: dict[str, int] = {}
-    for node in body.nodes:
-        spec = node.parsed
-        if isinstance(spec, OpSpec) and spec.op == "tile":
-            found[str(spec.args[0])] = int(spec.args[1])
-        if node.body is not None:
-            found.update(_inner_tiles(node.body))
-    return found
+def _stages(wanted: int, staged_bytes: int) -> int:
+    """Pipeline stages whose key and value tiles fit SHARED_MEMORY_BUDGET; fewer than 2 (no
+    double-buffering) is refused rather than tried, as untested."""
+    fitting = SHARED_MEMORY_BUDGET // max(staged_bytes, 1)
+    if fitting < 2:
+        raise NotAKernel(
+            f"the tiles of K and V take {staged_bytes // 1024} KiB per stage: two stages would "
+            f"pass the {SHARED_MEMORY_BUDGET // 1024} KiB of shared memory a program may use"
+        )
+    return min(wanted, fitting)
 
 
 def _fits_triton(dims: dict[str, int], what: str) -> None:
@@ -346,7 +397,8 @@ class _Grid:
     the longest programs first leaves the GPU less idle at the end. `iterations_outermost`
     makes the iterations the slowest grid axis, so every head's longest program starts before
     any head's shorter one; otherwise they are the fastest, so programs that run together
-    share their head's K and V in the L2 cache.
+    share their head's K and V in the L2 cache. (Pallas on Triton launches grid axis 0
+    fastest, so "outermost" puts the iterations last in the grid tuple.)
     """
 
     steps: int
@@ -398,8 +450,8 @@ def _work_varies(body: EinsumGraph, operands: Sequence[Any], lo: int, hi: int) -
     for i in (lo, hi - 1):
         try:
             values = Interpreter(np).run_graph(sub, [i, *stand_ins[2:]])
-        except Exception:  # noqa: BLE001 - a bound that needs values: assume even work
-            return False
+        except (TlirError, TypeError, ValueError, AttributeError, IndexError):
+            return False  # a bound that needs values, not shapes: assume even work
         trips.append([int(b) - int(a) for a, b in zip(values[::2], values[1::2])])
     return trips[0] != trips[1]
 
@@ -441,8 +493,8 @@ def lower_parallel_loop(
     lo, hi = operands[0], operands[1]
     if not (isinstance(lo, int) and isinstance(hi, int)):
         raise NotAKernel("its bounds depend on an enclosing loop")
+    body = kernel_body(node.body, labels)  # first: it refuses ops that have no kernel form
     plan = classify(node, operands)
-    body = kernel_body(node.body, labels)
     sizes = _grid_sizes(plan, operands, labels)
     missing = [label for label in labels if label not in sizes]
     if missing:
@@ -452,9 +504,8 @@ def lower_parallel_loop(
         outermost = _work_varies(node.body, operands, lo, hi)
     grid = _Grid(hi - lo, tuple(sizes[label] for label in labels), outermost)
 
-    inner = _inner_tiles(body)
     in_specs, arrays, out_specs, out_shapes = [], [], [], []
-    rows = 0
+    rows, key_tile, staged_bytes = 0, 1, 0
     for operand, x in zip(plan[1:], operands[2:]):
         if operand.kind not in ("block", "whole", "output"):
             continue
@@ -463,15 +514,24 @@ def lower_parallel_loop(
         dims = {label: n for label, n in zip(operand.term, block) if n is not None}
         what = f"{operand.name} ({operand.kind} {term_text(operand.term)})"
         if operand.kind == "whole":
-            for label in list(dims):
-                if label in inner:
-                    size = tile_size(inner[label], dims[label])
-                    if dims[label] % size:
-                        raise NotAKernel(f"{what}: {dims[label]} is not a multiple of tile {size}")
-                    dims[label] = size
+            # What the program loads at a time: one tile along each tiled axis.
+            for label, size in operand.tiles:
+                size = tile_size(size, dims[label])
+                if dims[label] % size:
+                    raise NotAKernel(f"{what}: {dims[label]} is not a multiple of tile {size}")
+                dims[label] = size
+                key_tile = max(key_tile, size)
+            staged_bytes += math.prod(dims.values()) * x.dtype.itemsize
+        if operand.kind in ("block", "output"):
+            # Every program's block lies inside the array: no partial block, whose padding
+            # Triton would leave undefined where XLA pads with zeros.
+            extent = shape[operand.term.index(operand.label)]
+            size = dims[operand.label]
+            if extent % size or (lo + grid.steps) * size > extent:
+                raise NotAKernel(f"{what}: the loop's tiles of {size} do not cover {extent} whole")
         if operand.kind == "output":
             axis = operand.term.index(operand.label)
-            if lo != 0 or grid.steps * tile_size(operand.size, shape[axis]) != shape[axis]:
+            if lo != 0 or grid.steps * dims[operand.label] != shape[axis]:
                 raise NotAKernel(f"{what}: the loop does not write every tile")
             out_specs.append(pl.BlockSpec(block, index_map))
             out_shapes.append(jax.ShapeDtypeStruct(shape, x.dtype))
@@ -510,9 +570,9 @@ def lower_parallel_loop(
 
         # Measured on an H200 (docs/benchmarks.md): 128x64 score tiles ran fastest with 4 warps,
         # 128x128 ones with 8.
-        scores = rows * max(inner.values(), default=1)
-        warps = options.num_warps or (4 if scores <= 128 * 64 else 8)
-        compiler_params = plgpu.CompilerParams(num_warps=warps, num_stages=options.num_stages)
+        warps = options.num_warps or (4 if rows * key_tile <= 128 * 64 else 8)
+        stages = _stages(options.num_stages, staged_bytes)
+        compiler_params = plgpu.CompilerParams(num_warps=warps, num_stages=stages)
     call = pl.pallas_call(
         kernel,
         grid=grid.shape,

@@ -274,3 +274,128 @@ def test_causal_work_varies_over_query_tiles_so_they_lead_the_grid():
         loop = next(node for node in tiled.nodes[0].body.nodes if node.attr("parallel"))
         operands = [0, 4, q, q, q, q, q, 0.125, q, q[..., 0]]
         assert _work_varies(loop.body, operands, 0, 4) is causal
+
+
+def test_blocks_must_cover_their_axis_whole():
+    """An unpadded input tiled at the loop index would leave Triton a partial last block."""
+    graph = _loop_graph("exp:bqd->bqd", "bqd", "bqd")
+    x = np.ones((2, 40, 16), np.float32)
+    with pytest.raises(tlir.LoweringError, match="tiles of 16 do not cover 40 whole"):
+        backend_jax.lower(graph, "interpret")(x)
+
+
+def test_an_input_read_whole_inside_the_body_is_not_a_kernel():
+    body = tlir.EinsumGraph()
+    i, x, y, out = (body.add_tensor(name) for name in ("i", "x", "y", "out"))
+    x_tile, scores, new = (body.add_tensor(name) for name in ("x_tile", "scores", "new_out"))
+    body.add_node(tlir.EinsumNode("tile(q,16):bqd,->bqd", (x, i), (x_tile,)))
+    body.add_node(tlir.EinsumNode("bqd,bkd->bqk", (x_tile, y), (scores,)))
+    body.add_node(tlir.EinsumNode("put_tile(q,16):bqk,bqk,->bqk", (out, scores, i), (new,)))
+    for t in (i, x, y, out):
+        body.add_input(t)
+    body.add_output(new)
+    graph = tlir.EinsumGraph()
+    x, y, out0, lo, hi, result = (
+        graph.add_tensor(n) for n in ("x", "y", "out0", "lo", "hi", "result")
+    )
+    graph.add_node(tlir.EinsumNode("iconst(0):->", (), (lo,)))
+    graph.add_node(tlir.EinsumNode("num_tiles(q,16):bqd->", (x,), (hi,)))
+    graph.add_node(tlir.EinsumNode("full(0):bqd,bkd->bqk", (x, y), (out0,)))
+    graph.add_node(
+        tlir.EinsumNode(
+            "loop(carry=1)", (lo, hi, x, y, out0), (result,), attrs={"parallel": "b"}, body=body
+        )
+    )
+    rng = np.random.default_rng(2)
+    xs, ys = rng.standard_normal((2, 32, 16)), rng.standard_normal((2, 16, 16))
+    with pytest.raises(tlir.LoweringError, match="input 'y' is read whole by 'bqd,bkd->bqk'"):
+        backend_jax.lower(graph, "interpret")(xs, ys)
+    (result,) = backend_jax.lower(graph, "xla")(xs, ys)
+    np.testing.assert_allclose(
+        np.asarray(result), np.einsum("bqd,bkd->bqk", xs, ys), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_dropout_stays_outside_kernels():
+    compiled = backend_jax.compile(
+        flash_graph(flash_spec("h", 16, 16, dropout=0.1)), "tile-flash,dead-code", "interpret"
+    )
+    q = jnp.ones((1, 2, 32, 16), jnp.float32)
+    with pytest.raises(tlir.LoweringError, match="jax.random does not run inside a Triton"):
+        compiled(q, q, q, jax.random.key(0))
+
+
+class _Captured:
+    """Stands in for pl.pallas_call: records its arguments, returns zeros of the out shapes."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    def __call__(self, kernel, **kwargs):
+        self.calls.append(kwargs)
+        return lambda *arrays: [jnp.zeros(s.shape, s.dtype) for s in kwargs["out_shape"]]
+
+
+@pytest.mark.parametrize(
+    "tiles, d, dtype, warps, stages",
+    [
+        ((128, 64), 64, "bfloat16", 4, 3),
+        ((128, 128), 128, "bfloat16", 8, 3),
+        ((128, 64), 128, "float32", 4, 3),
+        ((128, 128), 64, "float32", 8, 3),
+    ],
+)
+def test_triton_compiler_parameters(monkeypatch, tiles, d, dtype, warps, stages):
+    from backends import kernel
+
+    captured = _Captured()
+    monkeypatch.setattr(kernel.pl, "pallas_call", captured)
+    spec = flash_spec("h", tiles[0], tiles[1], True)
+    pinned = backend_jax.compile(flash_graph(spec), "tile-flash,dead-code", KernelOptions())
+    q = jnp.ones((1, 2, 256, d), dtype)
+    pinned.function(q, q, q)
+    (call,) = captured.calls
+    params = call["compiler_params"]
+    assert (params.num_warps, params.num_stages) == (warps, stages)
+    assert call["grid"] == (1, 2, 256 // tiles[0])  # (b, h, query tiles): causal, outermost
+
+
+def test_tiles_that_overflow_shared_memory_are_refused():
+    spec = flash_spec("h", 128, 128)
+    pinned = backend_jax.compile(flash_graph(spec), "tile-flash,dead-code", KernelOptions())
+    q = jnp.ones((1, 2, 256, 128), jnp.float32)
+    with pytest.raises(tlir.LoweringError, match="128 KiB per stage"):
+        pinned.function(q, q, q)
+
+
+def test_kernel_options_are_checked():
+    with pytest.raises(tlir.LoweringError, match="num_warps must be 1, 2, 4, 8 or 16"):
+        KernelOptions(num_warps=3)
+    with pytest.raises(tlir.LoweringError, match="num_stages must be an integer >= 1"):
+        KernelOptions(num_stages=0)
+
+
+def test_rendered_whole_tile_bounds_match_the_interpreter():
+    """backends/jax_source_helpers.py renders the bounds that backends/interpreter.py computes."""
+    import math
+
+    from backends.jax_source_helpers import HELPERS
+
+    namespace = {"jnp": jnp, "math": math}
+    for name in ("tile_size", "first_kv_tile", "end_kv_tile", "full_kv_tiles"):
+        exec(HELPERS[name], namespace)  # noqa: S102 - the rendered helpers are the subject
+    rng = np.random.default_rng(4)
+    for _ in range(120):
+        sq, skv = (int(n) for n in rng.integers(1, 60, 2))
+        bq, bk = int(rng.integers(1, sq + 1)), int(rng.integers(1, skv + 1))
+        left, right = (
+            math.inf if rng.random() < 0.3 else int(rng.choice([0, 3, 17, 2**40])) for _ in range(2)
+        )
+        for i in range(-(-sq // bq)):
+            args = (sq, skv, i, bq, bk, left, right)
+            want = [
+                int(tile_range(np, name, *args))
+                for name in ("first_full_kv_tile", "end_full_kv_tile")
+            ]
+            got = [int(x) for x in namespace["full_kv_tiles"](*args)]
+            assert got == want, args
