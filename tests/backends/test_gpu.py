@@ -69,3 +69,22 @@ def test_head_dims_triton_cannot_take_fall_back_to_xla_loops():
     assert "axis 'd' of 80 is not a power of two" in compiled.kernels[0]
     ref, _ = attention64(*(np.asarray(x, np.float64) for x in (q, k, v)), True, None)
     assert np.abs(np.asarray(out, np.float64) - ref).max() < 2e-2
+
+
+@pytest.mark.parametrize(
+    "dtype_name, kernel", [("bfloat16", True), ("float16", True), ("float32", False)]
+)
+def test_head_dim_128_kernel_or_shared_memory_fallback(dtype_name, kernel):
+    """d = 128: a kernel in 16-bit types; in float32 its K and V tiles would not fit two
+    pipeline stages in shared memory, so the forward runs as XLA loops."""
+    rng = np.random.default_rng(1)
+    dtype = jnp.dtype(dtype_name)
+    q, k, v = (jnp.asarray(rng.standard_normal((1, 4, 1500, 128)), dtype) for _ in range(3))
+    compiled = backend_jax.compile(flash_graph(flash_spec("h", 128, 128, True, None)))
+    (out,) = compiled(q, k, v)
+    assert len(compiled.kernels) == 1
+    assert ("Pallas kernel" in compiled.kernels[0]) is kernel, compiled.kernels
+    ref, _ = attention64(*(np.asarray(x, np.float64) for x in (q, k, v)), True, None)
+    naive = np.asarray(naive_jax(q, k, v, True, None), np.float64)
+    error = np.abs(np.asarray(out, np.float64) - ref).max()
+    assert error <= 2 * np.abs(naive - ref).max() + 1e-5
