@@ -217,12 +217,29 @@ class Compiled:
     """A jitted graph: call it with the graph inputs; `.graph` is the lowered IR."""
 
     def __init__(
-        self, graph: EinsumGraph, lowered: EinsumGraph, trace: list, kernels: Any = "auto"
+        self,
+        graph: EinsumGraph,
+        lowered: EinsumGraph,
+        trace: list,
+        kernels: Any = "auto",
+        retile: Sequence[Any] | None = None,
     ) -> None:
+        """`retile`: the pipeline for inputs whose parallel loops the kernel refuses (a head
+        dim it cannot take), which then run the graph it writes as XLA loops; None: such loops
+        run as XLA loops of `lowered`. `compile` sets it on a GPU, where `lowered` has the
+        kernel's small tiles and XLA loops want large ones."""
         self.source = graph
         self.graph = lowered
         self.trace = trace
-        run_lowered = lower(lowered, kernels)
+        self.retiled: EinsumGraph | None = None  # what ran for refused inputs, once any did
+        self._retile = retile
+        self._run_retiled: Callable[..., tuple[Array, ...]] | None = None
+        if retile is None:
+            run_lowered = lower(lowered, kernels)
+        else:
+            from backends.kernel import KernelOptions
+
+            run_lowered = self._kernel_or_retiled(lower(lowered, KernelOptions()))
         self._kernel_log: list[str] = run_lowered.kernel_log  # type: ignore[attr-defined]
 
         def function(*inputs: Array) -> tuple[Array, ...]:
@@ -233,6 +250,28 @@ class Compiled:
 
         self.function = function
         self.jitted = jax.jit(function)
+
+    def _kernel_or_retiled(self, run_kernels: Callable) -> Callable:
+        from backends.explain import describe_pipeline
+        from backends.kernel import NotAKernel
+        from passes import PassManager
+
+        def run(*inputs: Array) -> tuple[Array, ...]:
+            try:
+                return run_kernels(*inputs)
+            except NotAKernel as reason:
+                manager = PassManager(self._retile)
+                if self._run_retiled is None:
+                    self.retiled = manager.run(self.source)
+                    self._run_retiled = lower(self.retiled, "xla")
+                run.kernel_log.append(  # type: ignore[attr-defined]
+                    f"no kernel for these inputs ({reason}); ran "
+                    f"{describe_pipeline(manager.passes)} as XLA loops (Compiled.retiled)"
+                )
+                return self._run_retiled(*inputs)
+
+        run.kernel_log = run_kernels.kernel_log  # type: ignore[attr-defined]
+        return run
 
     def __call__(self, *inputs: Array) -> tuple[Array, ...]:
         return self.jitted(*inputs)
@@ -304,4 +343,11 @@ def compile(
 
     manager = PassManager(default_pipeline(graph=graph) if pipeline is None else pipeline)
     lowered = manager.run(graph)
-    return Compiled(graph, lowered, manager.trace, kernels)
+    retile = None
+    if pipeline is None and kernels == "auto" and jax.default_backend() == "gpu":
+        # Inputs the kernel refuses get the XLA loops' tiles, not the kernel's small ones.
+        from passes import DEFAULT_PIPELINE, TileFlash
+
+        xla_tiles = TileFlash(block_q=GPU_BLOCK_Q, block_kv=GPU_BLOCK_KV)
+        retile = [xla_tiles, *(name for name in DEFAULT_PIPELINE if name != TileFlash.name)]
+    return Compiled(graph, lowered, manager.trace, kernels, retile)

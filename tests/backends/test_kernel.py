@@ -399,3 +399,23 @@ def test_rendered_whole_tile_bounds_match_the_interpreter():
             ]
             got = [int(x) for x in namespace["full_kv_tiles"](*args)]
             assert got == want, args
+
+
+def test_on_a_gpu_inputs_the_kernel_refuses_run_retiled_xla_loops(monkeypatch):
+    """compile's GPU default tiles for the kernel (128x128); float32 with d = 128 does not fit
+    its shared memory, so those inputs run the graph tiled for XLA loops instead (a CPU stands
+    in for the GPU here: the refusal comes before anything is compiled)."""
+    monkeypatch.setattr(backend_jax.jax, "default_backend", lambda: "gpu")
+    compiled = backend_jax.compile(flash_graph(flash_spec("h", 128, 128, True)))
+    assert "tile(q,128)" in str(compiled.graph) and compiled.retiled is None
+    rng = np.random.default_rng(6)
+    q, k, v = (jnp.asarray(rng.standard_normal((1, 2, 300, 128)), jnp.float32) for _ in range(3))
+    (out,) = compiled(q, k, v)
+    (line,) = compiled.kernels
+    assert line.startswith("no kernel for these inputs (") and "128 KiB per stage" in line
+    assert "ran tile-flash{block_q=4096,block_kv=1024},dead-code as XLA loops" in line
+    assert compiled.retiled is not None and "tile(q,4096)" in str(compiled.retiled)
+    ref, _ = attention64(*(np.asarray(x, np.float64) for x in (q, k, v)), True, None)
+    assert np.abs(np.asarray(out, np.float64) - ref).max() < 1e-5
+    grads = jax.grad(lambda *x: jnp.sum(compiled(*x)[0]), argnums=(0, 1, 2))(q, k, v)
+    assert all(np.isfinite(np.asarray(g)).all() for g in grads)
