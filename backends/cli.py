@@ -366,11 +366,12 @@ def _run_jax(graph: EinsumGraph, arrays: list[Any], args: argparse.Namespace) ->
     import jax
     import jax.numpy as jnp
 
-    from backends.jax import Compiled
+    from backends import jax as jax_backend
 
-    manager = PassManager(parse_pipeline(args.pipeline, graph=graph))
-    lowered = manager.run(graph)
-    compiled = Compiled(graph, lowered, manager.trace)
+    if args.pipeline is None:  # what compile does by default, retiling included
+        compiled = jax_backend.compile(graph)
+    else:
+        compiled = jax_backend.compile(graph, parse_pipeline(args.pipeline, graph=graph))
     keys = key_inputs(graph)
     inputs = [
         a if t in keys else jnp.asarray(a, dtype=_jax_dtype(args.dtype))
