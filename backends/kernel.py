@@ -430,7 +430,8 @@ def _work_varies(body: EinsumGraph, operands: Sequence[Any], lo: int, hi: int) -
     from backends.interpreter import Interpreter
 
     loops = [node for node in body.nodes if isinstance(node.parsed, LoopSpec)]
-    bounds = [t for node in loops for t in node.inputs[:2]]
+    pairs = [(node.inputs[0], node.inputs[1]) for node in loops]
+    bounds = list(dict.fromkeys(t for pair in pairs for t in pair))  # runs share their ends
     if not bounds or hi - lo < 2:
         return False
     flow = body.to_networkx()
@@ -452,7 +453,8 @@ def _work_varies(body: EinsumGraph, operands: Sequence[Any], lo: int, hi: int) -
             values = Interpreter(np).run_graph(sub, [i, *stand_ins[2:]])
         except (TlirError, TypeError, ValueError, AttributeError, IndexError):
             return False  # a bound that needs values, not shapes: assume even work
-        trips.append([int(b) - int(a) for a, b in zip(values[::2], values[1::2])])
+        value_of = dict(zip(bounds, values))
+        trips.append([int(value_of[end]) - int(value_of[start]) for start, end in pairs])
     return trips[0] != trips[1]
 
 

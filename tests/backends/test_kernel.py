@@ -419,3 +419,16 @@ def test_on_a_gpu_inputs_the_kernel_refuses_run_retiled_xla_loops(monkeypatch):
     assert np.abs(np.asarray(out, np.float64) - ref).max() < 1e-5
     grads = jax.grad(lambda *x: jnp.sum(compiled(*x)[0]), argnums=(0, 1, 2))(q, k, v)
     assert all(np.isfinite(np.asarray(g)).all() for g in grads)
+
+
+def test_work_varies_with_a_window_and_runs_that_share_their_ends():
+    """Three key-tile runs share their bounds: the trip counts must pair each run's own ends.
+    The first query tiles of a window see fewer keys than the later ones: work varies."""
+    from backends.kernel import _work_varies
+
+    q = np.zeros((1, 2, 256, 32), np.float32)
+    operands = [0, 8, q, q, q, q, q, 0.125, q, q[..., 0]]
+    for window, varies in (((64, 0), True), ((300, 0), True)):
+        tiled = passes.PassManager().run(flash_graph(flash_spec("h", 32, 32, False, window)))
+        loop = next(node for node in tiled.nodes[0].body.nodes if node.attr("parallel"))
+        assert _work_varies(loop.body, operands, 0, 8) is varies, window
