@@ -286,16 +286,8 @@ def _is_tile(use: Use) -> bool:
 
 
 def _tiles_at(use: Use, index: int) -> bool:
-    spec = use.node.parsed
-    return (
-        use.top_level
-        and isinstance(spec, OpSpec)
-        and spec.op == "tile"
-        and use.position == 0
-        and use.node.inputs[1] == index
-        and spec.inputs is not None
-        and spec.inputs[0] == spec.output
-    )
+    """A `tile` of the loop body itself (not an inner loop's) at the loop index."""
+    return use.top_level and _is_tile(use) and use.node.inputs[1] == index
 
 
 def _tile_args(use: Use) -> tuple[str, int]:

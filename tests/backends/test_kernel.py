@@ -20,6 +20,7 @@ from backends import jax as backend_jax
 from backends.interpreter import tile_range
 from backends.jax import JaxInterpreter
 from backends.kernel import KernelOptions, kernel_body
+from tests.backends.test_flash_numerics import case_id
 from tests.reference import (
     attention64,
     attention64_vjp,
@@ -45,14 +46,6 @@ CASES = [
 ]
 
 INTERPRET = KernelOptions(interpret=True)
-
-
-def case_id(case) -> str:
-    sq, skv, h, g, d, bq, bk, causal, window, dtype = case
-    text = f"sq={sq}-skv={skv}-h{h}g{g}-d={d}-{bq}x{bk}"
-    text += "-causal" if causal else ""
-    text += f"-window{window[0]}x{window[1]}" if window else ""
-    return f"{text}-{dtype}"
 
 
 def compile_kernel(case, kernels="interpret"):
