@@ -252,7 +252,7 @@ class Compiled:
         self.jitted = jax.jit(function)
 
     def _kernel_or_retiled(self, run_kernels: Callable) -> Callable:
-        from backends.explain import describe_pipeline
+        from passes.registry import describe_pipeline
         from backends.kernel import NotAKernel
         from passes import PassManager
 

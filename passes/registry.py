@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from passes.dead_code import DeadCode
@@ -96,3 +96,16 @@ def _option_value(text: str) -> int | str | None:
         return int(text)
     except ValueError:
         return text
+
+
+def describe_pipeline(pipeline: Sequence[Pass]) -> str:
+    """`tile-flash{block_q=0,block_kv=1024},dead-code`: names with the options that are set."""
+    items = []
+    for pass_ in pipeline:
+        fields = dataclasses.fields(pass_) if dataclasses.is_dataclass(pass_) else ()
+        values = [
+            (f.name, getattr(pass_, f.name)) for f in fields if getattr(pass_, f.name) != f.default
+        ]
+        options = [f"{name}={value}" for name, value in values]
+        items.append(pass_.name + (f"{{{','.join(options)}}}" if options else ""))
+    return ",".join(items) or "no passes"

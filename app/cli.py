@@ -272,7 +272,7 @@ def _explain(
     shapes: Mapping[int, Shape] | None,
     lowered: EinsumGraph | None,
 ) -> None:
-    from backends.explain import explain
+    from app.explain import explain
 
     print(explain(graph, pipeline, shapes, lowered), flush=True)
 
@@ -434,7 +434,7 @@ def cmd_dot(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from backends.demo import DemoConfig, run_demo
+    from app.demo import DemoConfig, run_demo
 
     for name in ("seq", "d_model", "heads", "batch", "runs"):
         if getattr(args, name) < 1:

@@ -123,7 +123,7 @@ def run_demo(config: DemoConfig, out: TextIO = sys.stdout) -> int:
     import jax
 
     from backends.jax import Compiled, default_pipeline
-    from backends.reference import naive_attention
+    from app.reference import naive_attention
 
     step(2, f"running the pass pipeline of backends.jax.compile on {jax.default_backend()}")
     manager = PassManager(default_pipeline(graph=graph))

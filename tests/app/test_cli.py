@@ -1,6 +1,6 @@
-"""The `tlir` command, run as a subprocess (`python -m backends.cli`), as a user runs it.
+"""The `tlir` command, run as a subprocess (`python -m app.cli`), as a user runs it.
 
-Fixtures in tests/backends/data: the seed's causal flash graph (d_model 64, 4 heads, Bq=32, Bc=16)
+Fixtures in tests/app/data: the seed's causal flash graph (d_model 64, 4 heads, Bq=32, Bc=16)
 as text IR and tlir JSON, and the seed's unfused multi-head graph as the Rust crate's JSON (with
 the crate's `-:` merge-reshape typo); the same causal graph with dropout 0.1 is written by
 `dropout_file`. Shapes are small: Q, K, V [1, 64, 64] -> 2 query tiles and 4 key tiles, or
@@ -23,7 +23,7 @@ import pytest
 
 import tlir
 from backends import numpy as numpy_backend
-from backends.cli import build_parser
+from app.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
@@ -42,7 +42,7 @@ def tlir_cli(
     if path is not None:
         env["PATH"] = path
     return subprocess.run(
-        [sys.executable, "-m", "backends.cli", *map(str, args)],
+        [sys.executable, "-m", "app.cli", *map(str, args)],
         cwd=REPO,
         env=env,
         input=stdin,
@@ -105,7 +105,7 @@ def test_show_with_shapes_prints_types_and_parses_back() -> None:
 
 def test_show_does_not_import_jax() -> None:
     code = (
-        "import sys\nfrom backends.cli import main\n"
+        "import sys\nfrom app.cli import main\n"
         f"assert main(['show', {str(FLASH_JSON)!r}]) == 0\n"
         "assert 'jax' not in sys.modules, 'show imported jax'\n"
     )
@@ -189,7 +189,7 @@ def test_compile_and_run_default_to_the_jax_backends_platform_pipeline(
     """Without --pipeline, the CLI runs `backends.jax.default_pipeline()`, as jax.compile does
     (it depends on the platform); with --pipeline, the pipeline given."""
     from backends import jax as jax_backend
-    from backends.cli import main
+    from app.cli import main
     from passes import TileFlash
 
     platform_default = [TileFlash(block_q=0, block_kv=8), "dead-code"]
@@ -305,7 +305,7 @@ def test_compile_explain_dropout_and_non_flash_graphs(tmp_path: Path) -> None:
     ids=["seq=50-padded-tails", "seq=12-tiles-cut-to-the-sequence"],
 )
 def test_explain_trip_counts_follow_the_tile_sizes(seq: int, parts: list[str]) -> None:
-    from backends.explain import explain
+    from app.explain import explain
     from passes import TileFlash
 
     graph = flash_graph()
@@ -316,7 +316,7 @@ def test_explain_trip_counts_follow_the_tile_sizes(seq: int, parts: list[str]) -
 
 
 def test_explain_reports_a_refusal_in_the_pass_words(monkeypatch: pytest.MonkeyPatch) -> None:
-    from backends.explain import explain
+    from app.explain import explain
     from passes import FlashToLoop, TileFlash
 
     def refuse(self: FlashToLoop, node: tlir.EinsumNode, graph: tlir.EinsumGraph) -> None:

@@ -16,24 +16,11 @@ import numpy as np
 
 from backends.interpreter import tile_range
 from passes import FlashToLoop, TileFlash
-from passes.registry import Pass
+from passes.registry import Pass, describe_pipeline
 from tlir import EinsumGraph, EinsumNode, FlashSpec, OpSpec, TlirError
 from tlir.shapes import tile_size
 
 Shape = tuple[int, ...]
-
-
-def describe_pipeline(pipeline: Sequence[Pass]) -> str:
-    """`tile-flash{block_q=0,block_kv=1024},dead-code`: names with the options that are set."""
-    items = []
-    for pass_ in pipeline:
-        fields = dataclasses.fields(pass_) if dataclasses.is_dataclass(pass_) else ()
-        values = [
-            (f.name, getattr(pass_, f.name)) for f in fields if getattr(pass_, f.name) != f.default
-        ]
-        options = [f"{name}={value}" for name, value in values]
-        items.append(pass_.name + (f"{{{','.join(options)}}}" if options else ""))
-    return ",".join(items) or "no passes"
 
 
 def _yes(flag: bool) -> str:
