@@ -37,6 +37,7 @@ import tlir
 from passes import PassManager, make_pass
 from passes.registry import Pass
 from tlir import EinsumGraph, FlashSpec, OpSpec, TlirError
+from tlir.walk import bindings, regions
 
 Shape = tuple[int, ...]
 DTYPES = ("float32", "bfloat16", "float16")
@@ -99,25 +100,19 @@ def _key_tensors(graph: EinsumGraph) -> set[int]:
     keys: set[int] = set()
     for node in graph.nodes:
         spec = node.parsed
-        if isinstance(spec, FlashSpec) and spec.dropout > 0:
-            keys.add(node.inputs[3])
+        key_at = spec.operand("dropout_key") if isinstance(spec, FlashSpec) else None
+        if key_at is not None:
+            keys.add(node.inputs[key_at])
         elif isinstance(spec, OpSpec) and spec.op == "dropout_keep":
             keys.add(node.inputs[0])
-        elif node.body is not None:
-            # a loop's body reads (j, invariants, carried) for the operands after lo and hi
-            first = 2 if node.kind == "loop" else 0
-            skip = 1 if node.kind == "loop" else 0
-            for body in (node.body, node.grad_body):
-                if body is None:
-                    continue
-                inner = _key_tensors(body)
-                params = body.inputs[skip:]
-                keys.update(t for t, p in zip(node.inputs[first:], params) if p in inner)
+        for role, body in regions(node):
+            inner = _key_tensors(body)
+            keys.update(t for t, parameter in bindings(node, role) if parameter in inner)
     return keys
 
 
 def key_inputs(graph: EinsumGraph) -> list[int]:
-    """The graph inputs that are PRNG keys: the 4th operand of a dropout flash node, or the key
+    """The graph inputs that are PRNG keys: the dropout_key operand of a flash node, or the key
     operand of a dropout_keep op (after tile-flash), followed through loop and custom_vjp bodies."""
     keys = _key_tensors(graph)
     return [t for t in graph.inputs if t in keys]

@@ -18,6 +18,7 @@ import gc
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -27,6 +28,7 @@ import numpy as np
 import tlir
 from passes import PassManager, TileFlash
 from tlir import EinsumGraph, LoweringError
+from tlir.walk import walk
 
 
 @dataclass(frozen=True)
@@ -194,14 +196,8 @@ def run_demo(config: DemoConfig, out: TextIO = sys.stdout) -> int:
 
 def _count(graph: EinsumGraph, kinds: dict[str, int]) -> int:
     """Nodes of `graph` and of every body and grad body in it; counts by kind into `kinds`."""
-    total = 0
-    for node in graph.nodes:
-        total += 1
-        kinds[node.kind or "?"] = kinds.get(node.kind or "?", 0) + 1
-        for body in (node.body, node.grad_body):
-            if body is not None:
-                total += _count(body, kinds)
-    return total
+    kinds.update(Counter(visit.node.kind or "?" for visit in walk(graph)))
+    return sum(kinds.values())
 
 
 def _print_passes(manager: PassManager, out: TextIO) -> None:

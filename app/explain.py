@@ -19,6 +19,7 @@ from passes import FlashToLoop, TileFlash
 from passes.registry import Pass, describe_pipeline
 from tlir import EinsumGraph, EinsumNode, FlashSpec, OpSpec, TlirError
 from tlir.shapes import tile_size
+from tlir.walk import walk
 
 Shape = tuple[int, ...]
 
@@ -53,6 +54,12 @@ def _visited_pairs(sq: int, skv: int, bq: int, bk: int, spec: FlashSpec) -> int:
         ]
         total += max(bounds[1] - bounds[0], 0)
     return total
+
+
+def _lengths(spec: FlashSpec, operand_shapes: Sequence[Shape]) -> tuple[int, int]:
+    """(Sq, Skv) from the shapes of q and k, wherever the spec puts the positions."""
+    q_shape, k_shape = operand_shapes[:2]
+    return q_shape[spec.q.index(spec.roles.query)], k_shape[spec.k.index(spec.roles.key)]
 
 
 def _schedule(
@@ -105,7 +112,7 @@ def _schedule(
     if operand_shapes is None:
         masks.append(f"the padded tail of the keys, if Skv is not a multiple of {block_kv}")
     else:
-        sq, skv = operand_shapes[0][2], operand_shapes[1][2]
+        sq, skv = _lengths(spec, operand_shapes)
         if skv % tile_size(block_kv, skv):
             masks.append("the padded tail of the keys")
         if sq % tile_size(block_q, sq):
@@ -124,7 +131,7 @@ def _schedule(
         "logsumexp (FlashAttention-2 Alg. 2): O(N) memory, no score matrix kept"
     )
     if spec.dropout > 0:
-        operand = f"%{key}" if key is not None else "the 4th operand"
+        operand = f"%{key}" if key is not None else "the dropout_key operand"
         lines.append(
             f"dropout p={spec.dropout:g}: {operand} (a PRNG key: jax.random.key or raw "
             "uint32[2]) seeds one keep mask per (query tile, key tile), dropout_keep(key, i, j); "
@@ -133,10 +140,13 @@ def _schedule(
         )
     if spec.grouped:
         lines.append("grouped-query: q is reshaped to [b,g,r,q,d]; K and V are never repeated")
+    if not spec.canonical_layout:
+        layout = ",".join("".join(spec.roles.canonical(name)) for name in ("q", "k", "v", "out"))
+        lines.append(f"layout: q, k, v are transposed to {layout} around the loops, and back")
     if spec.lse:
         lines.append("also writes the row logsumexp (the second result)")
     if operand_shapes is not None:
-        sq, skv = operand_shapes[0][2], operand_shapes[1][2]
+        sq, skv = _lengths(spec, operand_shapes)
         bq, bk = tile_size(block_q, sq), tile_size(block_kv, skv)  # never longer than the axis
         kv_tiles, q_tiles = _tiles(skv, bk), _tiles(sq, bq)
         trips = f"Skv={skv}: {kv_tiles} key tile(s)"
@@ -181,20 +191,15 @@ def _verdict(
     operand_shapes = None
     if shapes is not None and all(t in shapes for t in node.inputs[:2]):
         operand_shapes = [shapes[t] for t in node.inputs[:2]]
-    key = graph.tensors[node.inputs[3]] if len(node.inputs) > 3 else None
+    key_at = spec.operand("dropout_key")
+    key = graph.tensors[node.inputs[key_at]] if key_at is not None else None
     lines += ["  " + line for line in _schedule(spec, tile_flash, operand_shapes, key)]
     return lines
 
 
 def _count(graph: EinsumGraph, kind: str) -> int:
     """Nodes of `kind` in `graph`, in loop bodies and custom_vjp bodies and grad bodies too."""
-    total = 0
-    for node in graph.nodes:
-        total += node.kind == kind
-        for body in (node.body, node.grad_body):
-            if body is not None:
-                total += _count(body, kind)
-    return total
+    return sum(visit.node.kind == kind for visit in walk(graph))
 
 
 def _after(graph: EinsumGraph, pipeline: Sequence[Pass], lowered: EinsumGraph) -> str:

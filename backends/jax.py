@@ -26,6 +26,7 @@ from jax import lax
 from backends.interpreter import Interpreter, check_inputs
 from tlir import EinsumGraph, EinsumNode, LoweringError
 from tlir.spec import EinsumSpec, FlashSpec, LoopSpec
+from tlir.walk import walk
 
 Array = Any
 
@@ -153,15 +154,8 @@ class JaxInterpreter(Interpreter):
         return lax.dynamic_update_slice_in_dim(x, tile.astype(x.dtype), start, axis)
 
 
-def _flash_nodes(graph: EinsumGraph, where: str = "") -> list[str]:
-    found = []
-    for index, node in enumerate(graph.nodes):
-        if node.kind == "flash":
-            found.append(f"{where}node {index} {node.spec!r}")
-        for role, body in (("body", node.body), ("grad body", node.grad_body)):
-            if body is not None:
-                found += _flash_nodes(body, f"{where}node {index} {role}: ")
-    return found
+def _flash_nodes(graph: EinsumGraph) -> list[str]:
+    return [visit.name for visit in walk(graph) if visit.node.kind == "flash"]
 
 
 KERNEL_MODES = ("auto", "pallas", "interpret", "xla")

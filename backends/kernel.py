@@ -40,6 +40,7 @@ from tlir import EinsumGraph, EinsumNode, LoweringError, TlirError
 from tlir.ops import OPS
 from tlir.shapes import tile_size
 from tlir.spec import EinsumSpec, LoopSpec, OpSpec, Term, term_text
+from tlir.walk import bindings
 
 Array = Any
 
@@ -145,9 +146,12 @@ def _uses(graph: EinsumGraph, tensor: int, top_level: bool = True) -> list[Use]:
             if t != tensor:
                 continue
             spec = node.parsed
-            if isinstance(spec, LoopSpec) and node.body is not None and position >= 2:
+            if isinstance(spec, LoopSpec) and position >= 2:
                 # Passed into an inner loop: what counts is how its body uses it.
-                found += _uses(node.body, node.body.inputs[position - 1], False)
+                assert node.body is not None
+                for operand, parameter in bindings(node):
+                    if operand == tensor:
+                        found += _uses(node.body, parameter, False)
                 continue
             term = spec.inputs[position] if isinstance(spec, (EinsumSpec, OpSpec)) else None
             found.append(Use(node, position, term, top_level))

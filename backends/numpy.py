@@ -18,7 +18,18 @@ from tlir.spec import EinsumSpec
 
 
 def flash_reference(spec: FlashSpec, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> list:
-    """Attention computed directly in float64 from the flash spec's semantics."""
+    """Attention computed directly in float64 from the flash spec's semantics, in the layout
+    the spec's labels give."""
+    q, k, v = (np.transpose(x, spec.permutation(name)) for x, name in zip((q, k, v), "qkv"))
+    results = _canonical_attention(spec, q, k, v)
+    return [
+        np.transpose(x, np.argsort(spec.permutation(name)))
+        for x, name in zip(results, ("out", "lse"))
+    ]
+
+
+def _canonical_attention(spec: FlashSpec, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> list:
+    """[b,h,q,d], [b,g,k,d], [b,g,k,v] -> [b,h,q,v] (and the lse [b,h,q] with `_lse`)."""
     _, h, sq, d = q.shape
     g, skv = k.shape[1], k.shape[2]
     if h % g:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tlir import EinsumGraph, EinsumNode, PassError, TlirError
+from tlir.walk import regions
 
 
 @dataclass(frozen=True)
@@ -159,12 +160,10 @@ def _rewrite_bodies(
     nodes = []
     for node in graph.nodes:
         bodies = {}
-        for role in ("body", "grad_body"):
-            body = getattr(node, role)
-            if body is not None:
-                rewritten = apply_patterns(body, patterns, max_iterations, log)
-                if rewritten is not body:
-                    bodies[role] = rewritten
+        for role, body in regions(node):
+            rewritten = apply_patterns(body, patterns, max_iterations, log)
+            if rewritten is not body:
+                bodies[role] = rewritten
         nodes.append(dataclasses.replace(node, **bodies) if bodies else node)
     if all(new is old for new, old in zip(nodes, graph.nodes)):
         return graph

@@ -39,6 +39,7 @@ from passes.flash_terms import (
 )
 from passes.rewrite import NodeBuilder, Replacement, apply_patterns
 from tlir import EinsumGraph, EinsumNode, FlashSpec, PassError
+from tlir.spec import term_text
 
 
 @dataclass(frozen=True)
@@ -207,15 +208,39 @@ def tile_flash_node(node: EinsumNode, graph: EinsumGraph, tiles: TileFlash) -> R
             f"{bwd_block_q}x{bwd_tile} (leave bwd_block_q and bwd_block_kv unset)"
         )
     build = NodeBuilder(len(graph.tensors), graph.tensors[node.outputs[0]], graph.tensors)
-    lse = node.outputs[1] if spec.lse else build.tensor("lse")
+    # The loops compute in the legend's layout; other layouts are transposed in and out.
+    operands = list(node.inputs)
+    for position, name in enumerate(("q", "k", "v")):
+        operands[position] = _transposed(build, spec, name, operands[position], to_canonical=True)
+    out, lse = node.outputs[0], node.outputs[1] if spec.lse else build.tensor("lse")
+    results = [out, lse]
+    if not spec.canonical_layout:
+        results = [build.tensor("out_canonical"), build.tensor("lse_canonical")]
     build.node(
         "custom_vjp",
-        node.inputs,
-        outputs=[node.outputs[0], lse],
+        operands,
+        outputs=results,
         body=forward_graph(spec, block_q, tile),
         grad_body=backward_graph(spec, bwd_block_q, bwd_tile),
     )
+    if not spec.canonical_layout:
+        build.node(_transpose_spec(spec, "out", to_canonical=False), [results[0]], outputs=[out])
+        build.node(_transpose_spec(spec, "lse", to_canonical=False), [results[1]], outputs=[lse])
     return build.replacement()
+
+
+def _transpose_spec(spec: FlashSpec, name: str, to_canonical: bool) -> str:
+    written, canonical = term_text(spec.term(name)), term_text(spec.roles.canonical(name))
+    return f"{written}->{canonical}" if to_canonical else f"{canonical}->{written}"
+
+
+def _transposed(
+    build: NodeBuilder, spec: FlashSpec, name: str, tensor: int, to_canonical: bool
+) -> int:
+    """`tensor` (term `name` of the spec) in the legend's layout; itself when it is already."""
+    if spec.term(name) == spec.roles.canonical(name):
+        return tensor
+    return build.node(_transpose_spec(spec, name, to_canonical), [tensor], f"{name}_canonical")
 
 
 @dataclass(frozen=True)

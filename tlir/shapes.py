@@ -22,6 +22,7 @@ from tlir.spec import (
     OpSpec,
     ReshapeSpec,
     Term,
+    term_text,
 )
 
 Shape = tuple[int, ...]
@@ -175,29 +176,37 @@ def reshape_shape(spec: ReshapeSpec, shapes: Sequence[Shape], where: str) -> Sha
 def flash_shapes(spec: FlashSpec, shapes: Sequence[Shape], where: str) -> list[Shape]:
     sizes = _Sizes(where, broadcast=False)
     for role, term, shape in zip("qkv", (spec.q, spec.k, spec.v), shapes):
-        if len(shape) != 4:
-            raise GraphError(f"{where}: operand {role} must have rank 4, found {list(shape)}")
+        if len(shape) != len(term):
+            raise GraphError(
+                f"{where}: operand {role} ({term_text(term)}) must have rank {len(term)}, "
+                f"found {list(shape)}"
+            )
         for label, size in zip(term, shape):
             sizes.bind(label, size, f"operand {role}")
-    if spec.n_operands == 4 and tuple(shapes[3]) not in ((), (2,)):
+    key_at = spec.operand("dropout_key")
+    if key_at is not None and tuple(shapes[key_at]) not in ((), (2,)):
         raise GraphError(
             f"{where}: the PRNG key operand must be a key (shape []) or uint32[2] key data, "
-            f"found shape {list(shapes[3])}"
+            f"found shape {list(shapes[key_at])}"
         )
-    b, h, sq, d = (sizes.sizes[label] for label in spec.q)
-    if d < 1:
-        raise GraphError(f"{where}: the head dim {spec.q[3]!r} must be >= 1, found {d}")
-    g = sizes.sizes[spec.k[1]]
-    skv = sizes.sizes[spec.k[2]]
+    roles, size = spec.roles, sizes.sizes
+    if size[roles.head_dim] < 1:
+        raise GraphError(
+            f"{where}: the head dim {roles.head_dim!r} must be >= 1, found {size[roles.head_dim]}"
+        )
+    sq, skv = size[roles.query], size[roles.key]
     if sq < 1 or skv < 1:
         raise GraphError(f"{where}: sequence lengths must be >= 1, found Sq={sq}, Skv={skv}")
-    if spec.grouped and (g == 0 or h % g):
-        raise GraphError(
-            f"{where}: query heads {spec.q[1]!r}={h} must be a multiple of kv heads "
-            f"{spec.k[1]!r}={g}"
-        )
-    out = (b, h, sq, sizes.sizes[spec.v[3]])
-    return [out, (b, h, sq)] if spec.lse else [out]
+    if spec.grouped:
+        assert roles.query_heads is not None and roles.kv_heads is not None
+        h, g = size[roles.query_heads], size[roles.kv_heads]
+        if g == 0 or h % g:
+            raise GraphError(
+                f"{where}: query heads {roles.query_heads!r}={h} must be a multiple of kv heads "
+                f"{roles.kv_heads!r}={g}"
+            )
+    out = tuple(size[label] for label in spec.out)
+    return [out, tuple(size[label] for label in spec.lse_term)] if spec.lse else [out]
 
 
 def op_shape(spec: OpSpec, shapes: Sequence[Shape], where: str) -> Shape:

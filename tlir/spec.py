@@ -6,7 +6,8 @@ einsum     numpy's grammar exactly: `ij,jk->ik`, implicit `ij,jk`, `...ij->...ji
 reshape    the seed's `bsd->bsh64` (digits are an anonymous axis of that size; the one new label
            is inferred) and `bsh64->bsd`; the seed's typo `bsh64-:bsd` is read as `->` with a
            `SpecWarning`. `reshape:bhqd,bgkd->bgrqd` takes label sizes from extra operands.
-flash      `flash_<q>,<k>,<v>-><out>_<Bq>_<Bc>[_causal][_window<L>x<R>][_dropout<p>][_lse]`.
+flash      `flash_<q>,<k>,<v>-><out>_<Bq>_<Bc>[_causal][_window<L>x<R>][_dropout<p>][_lse]`;
+           each label's role follows from the terms it appears in (`bqhd,bkhd,bkhv->bqhv` too).
 op         `name(args):terms->term` or the seed's unlabelled `softmax_k`, `div_scalar_8`, `sum(1)`.
 loop       `loop(carry=<n>)`: operands are lo, hi, invariants, then n carried initial values.
 
@@ -16,12 +17,13 @@ r query heads per kv head, q query positions, k key positions, d head dim, v val
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import string
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tlir import ops
 from tlir.errors import SpecError, SpecWarning
@@ -221,14 +223,107 @@ def parse_reshape(text: str) -> ReshapeSpec:
 
 # ---------------------------------------------------------------------------------------- flash
 
+FLASH_TERMS = ("q", "k", "v", "out")
+
+
+@dataclass(frozen=True)
+class FlashRoles:
+    """What each label of a flash spec is, read from the terms it appears in (as in einsum).
+
+    batch       in all four terms (with several heads and no grouping, the heads are batch too)
+    query       in q and out only: the query positions
+    key         in k and v only: the key positions
+    head_dim    in q and k only: contracted by the scores
+    value_dim   in v and out only
+    query_heads, kv_heads: grouped-query attention only, a second label in q and out only and a
+                second in k and v only; `h` and `g` in the legend.
+    """
+
+    batch: Term
+    query: str
+    key: str
+    head_dim: str
+    value_dim: str
+    query_heads: str | None = None
+    kv_heads: str | None = None
+
+    def canonical(self, term: str) -> Term:
+        """The layout tile-flash computes in: batch labels (in q's order), heads, position,
+        feature. `term` is one of q, k, v, out, lse."""
+        query_side = (self.query_heads,) if self.query_heads else ()
+        kv_side = (self.kv_heads,) if self.kv_heads else ()
+        tails = {
+            "q": query_side + (self.query, self.head_dim),
+            "k": kv_side + (self.key, self.head_dim),
+            "v": kv_side + (self.key, self.value_dim),
+            "out": query_side + (self.query, self.value_dim),
+            "lse": query_side + (self.query,),
+        }
+        return self.batch + tails[term]
+
+
+@dataclass(frozen=True)
+class FlashFlag:
+    """One optional part of a flash spec: its syntax, and what it adds to the node.
+
+    `operands` and `results` are the roles the flag adds when it is on (after query, key, value;
+    after out). `mask`: "positional" when the flag hides keys by query and key positions alone
+    (so the tiles it hides are skipped and the tiles it keeps whole need no mask), "data" when
+    by the values of an operand, "" when it hides none.
+    """
+
+    name: str
+    syntax: str
+    pattern: re.Pattern[str]
+    value: Callable[[re.Match[str], str], object]
+    operands: tuple[str, ...] = ()
+    results: tuple[str, ...] = ()
+    mask: str = ""
+
+
+def _parse_probability(match: re.Match[str], text: str) -> float:
+    raw = match.group(1)
+    try:
+        p = float(raw)
+    except ValueError:
+        raise SpecError(f"spec {text!r}: dropout {raw!r} is not a number") from None
+    if not 0.0 <= p <= 1.0:
+        raise SpecError(f"spec {text!r}: dropout must be in [0, 1], found {p}")
+    return p
+
+
+FLASH_FLAGS: tuple[FlashFlag, ...] = (
+    FlashFlag("causal", "causal", re.compile("causal"), lambda m, t: True, mask="positional"),
+    FlashFlag(
+        "window",
+        "window<L>x<R>",
+        re.compile(r"window(\d+)x(\d+)"),
+        lambda m, t: (int(m.group(1)), int(m.group(2))),
+        mask="positional",
+    ),
+    FlashFlag(
+        "dropout",
+        "dropout<p>",
+        re.compile(r"dropout([0-9.eE+-]+)"),
+        _parse_probability,
+        operands=("dropout_key",),
+    ),
+    FlashFlag("lse", "lse", re.compile("lse"), lambda m, t: True, results=("lse",)),
+)
+_FLAG_SYNTAX = "".join(f"[_{flag.syntax}]" for flag in FLASH_FLAGS)
+
 
 @dataclass(frozen=True)
 class FlashSpec:
-    """Fused attention: q [b,h,q,d], k [b,g,k,d], v [b,g,k,v] -> out [b,h,q,v] (positional roles).
+    """Fused attention: softmax(q . k / sqrt(d), masked) . v, each label's role from its terms.
 
-    `g != h` labels grouped-query attention: query head i reads kv head i // (h / g).
-    With `lse`, a second output holds the row logsumexp [b,h,q] (float32).
-    With dropout > 0 the node takes a fourth operand, a PRNG key.
+    In the legend's layout, q [b,h,q,d], k [b,h,k,d], v [b,h,k,v] -> out [b,h,q,v]; any order of
+    the labels means the same attention on transposed operands (`bqhd,bkhd,bkhv->bqhv`, the
+    layout of jax.nn.dot_product_attention, is the same node on [batch, seq, heads, dim]).
+    Grouped-query attention (`bhqd,bgkd,bgkv->bhqv`): query head i reads kv head i // (h / g).
+    The operands are `operand_roles` (query, key, value, then the roles its flags add: a PRNG
+    key with dropout); the results `result_roles` (out, then the row logsumexp with `_lse`,
+    labelled as out without the value dim, float32).
     """
 
     text: str
@@ -242,20 +337,66 @@ class FlashSpec:
     window: tuple[int, int] | None = None
     dropout: float = 0.0
     lse: bool = False
+    roles: FlashRoles = field(init=False, repr=False, compare=False)
 
     kind = "flash"
 
+    def __post_init__(self) -> None:
+        roles = flash_roles(self.text, self.q, self.k, self.v, self.out)
+        object.__setattr__(self, "roles", roles)
+
+    def _active(self) -> list[FlashFlag]:
+        return [flag for flag in FLASH_FLAGS if getattr(self, flag.name)]
+
+    @property
+    def operand_roles(self) -> tuple[str, ...]:
+        return ("query", "key", "value") + tuple(r for f in self._active() for r in f.operands)
+
+    @property
+    def result_roles(self) -> tuple[str, ...]:
+        return ("out",) + tuple(r for f in self._active() for r in f.results)
+
+    def operand(self, role: str) -> int | None:
+        """The position of the operand that plays `role`, None when the node has none."""
+        roles = self.operand_roles
+        return roles.index(role) if role in roles else None
+
     @property
     def n_operands(self) -> int:
-        return 4 if self.dropout > 0 else 3
+        return len(self.operand_roles)
 
     @property
     def n_results(self) -> int:
-        return 2 if self.lse else 1
+        return len(self.result_roles)
 
     @property
     def grouped(self) -> bool:
-        return self.k[1] != self.q[1]
+        return self.roles.query_heads is not None
+
+    @property
+    def lse_term(self) -> Term:
+        """The labels of the logsumexp result: out's, without the value dim."""
+        return tuple(label for label in self.out if label != self.roles.value_dim)
+
+    def term(self, name: str) -> Term:
+        """The written term of q, k, v, out or lse."""
+        return self.lse_term if name == "lse" else getattr(self, name)
+
+    def permutation(self, name: str) -> tuple[int, ...]:
+        """Axes of the written `name` term in the canonical layout (see FlashRoles)."""
+        written = self.term(name)
+        return tuple(written.index(label) for label in self.roles.canonical(name))
+
+    @property
+    def canonical_layout(self) -> bool:
+        """Whether every term is written in the layout tile-flash computes in."""
+        names = ("q", "k", "v", "out")
+        return all(self.permutation(n) == tuple(range(len(self.term(n)))) for n in names)
+
+    @property
+    def positional_mask(self) -> bool:
+        """Whether every mask of the node follows from positions alone (see FlashFlag)."""
+        return all(flag.mask != "data" for flag in self._active())
 
     def visible_window(self) -> tuple[int | None, int | None]:
         """(left, right) bounds around the bottom-right diagonal; None is unbounded."""
@@ -266,9 +407,10 @@ class FlashSpec:
 
     def with_options(self, **changes: object) -> FlashSpec:
         """A copy with some fields changed, its text rewritten to match."""
-        fields = {**self.__dict__, **changes}
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        fields.update(changes)
         fields.pop("text")
-        return FlashSpec(format_flash(**fields), **fields)
+        return FlashSpec(format_flash(**fields), **fields)  # type: ignore[arg-type]
 
 
 def format_flash(
@@ -283,7 +425,7 @@ def format_flash(
     dropout: float = 0.0,
     lse: bool = False,
 ) -> str:
-    """The canonical flash spec text for these fields."""
+    """The canonical flash spec text for these fields (flags in FLASH_FLAGS order)."""
     text = f"flash_{term_text(q)},{term_text(k)},{term_text(v)}->{term_text(out)}"
     text += f"_{block_q}_{block_kv}"
     if causal:
@@ -298,16 +440,12 @@ def format_flash(
 
 
 _FLASH = re.compile(r"flash_([^_]*)_(.*)")
-_FLASH_FLAG = re.compile(r"causal|lse|window(\d+)x(\d+)|dropout([0-9.eE+-]+)")
 
 
 def parse_flash(text: str) -> FlashSpec:
     match = _FLASH.fullmatch(text)
     if match is None:
-        raise SpecError(
-            f"spec {text!r}: expected flash_<q>,<k>,<v>-><out>_<Bq>_<Bc>[_causal]"
-            "[_window<L>x<R>][_dropout<p>][_lse]"
-        )
+        raise SpecError(f"spec {text!r}: expected flash_<q>,<k>,<v>-><out>_<Bq>_<Bc>{_FLAG_SYNTAX}")
     einsum_text, rest = match.groups()
     if einsum_text.count("->") != 1 or einsum_text.count(",") != 2:
         raise SpecError(f"spec {text!r}: expected three operands and one output, q,k,v->out")
@@ -319,9 +457,8 @@ def parse_flash(text: str) -> FlashSpec:
         if len(term) != 4 or ELLIPSIS in term:
             raise SpecError(
                 f"spec {text!r}: {role} term {term_text(term)!r} must have exactly 4 labels "
-                "(b, heads, positions, features)"
+                "(batch, heads, positions, features, in any order)"
             )
-    _check_flash_roles(text, q, k, v, out)
     parts = rest.split("_")
     if len(parts) < 2 or not all(re.fullmatch(r"[0-9]+", p) for p in parts[:2]):
         raise SpecError(f"spec {text!r}: expected block sizes _<Bq>_<Bc> after the output term")
@@ -329,50 +466,103 @@ def parse_flash(text: str) -> FlashSpec:
     if block_q == 0 or block_kv == 0:
         raise SpecError(f"spec {text!r}: block sizes must be positive, found {block_q}x{block_kv}")
     options: dict[str, object] = {}
-    for flag in parts[2:]:
-        flag_match = _FLASH_FLAG.fullmatch(flag)
-        if flag_match is None:
-            raise SpecError(
-                f"spec {text!r}: unknown flash flag {flag!r}; expected causal, lse, "
-                "window<L>x<R> or dropout<p>"
-            )
-        name = "window" if flag.startswith("window") else "dropout" if flag[0] == "d" else flag
-        if name in options:
-            raise SpecError(f"spec {text!r}: flag {name!r} given twice")
-        if name == "window":
-            options[name] = (int(flag_match.group(1)), int(flag_match.group(2)))
-        elif name == "dropout":
-            options[name] = _parse_probability(flag_match.group(3), text)
-        else:
-            options[name] = True
+    for part in parts[2:]:
+        flag, flag_match = _match_flag(part, text)
+        if flag.name in options:
+            raise SpecError(f"spec {text!r}: flag {flag.name!r} given twice")
+        options[flag.name] = flag.value(flag_match, text)
     return FlashSpec(text, q, k, v, out, block_q, block_kv, **options)  # type: ignore[arg-type]
 
 
-def _parse_probability(raw: str, text: str) -> float:
-    try:
-        p = float(raw)
-    except ValueError:
-        raise SpecError(f"spec {text!r}: dropout {raw!r} is not a number") from None
-    if not 0.0 <= p <= 1.0:
-        raise SpecError(f"spec {text!r}: dropout must be in [0, 1], found {p}")
-    return p
+def _match_flag(part: str, text: str) -> tuple[FlashFlag, re.Match[str]]:
+    for flag in FLASH_FLAGS:
+        flag_match = flag.pattern.fullmatch(part)
+        if flag_match is not None:
+            return flag, flag_match
+    expected = ", ".join(flag.syntax for flag in FLASH_FLAGS)
+    raise SpecError(f"spec {text!r}: unknown flash flag {part!r}; expected one of {expected}")
 
 
-def _check_flash_roles(text: str, q: Term, k: Term, v: Term, out: Term) -> None:
-    same = [
-        ("batch", [("q", q[0]), ("k", k[0]), ("v", v[0]), ("out", out[0])]),
-        ("query head", [("q", q[1]), ("out", out[1])]),
-        ("kv head", [("k", k[1]), ("v", v[1])]),
-        ("query position", [("q", q[2]), ("out", out[2])]),
-        ("key position", [("k", k[2]), ("v", v[2])]),
-        ("head dim", [("q", q[3]), ("k", k[3])]),
-        ("value dim", [("v", v[3]), ("out", out[3])]),
-    ]
-    for role, places in same:
-        labels = {label for _, label in places}
-        if len(labels) > 1:
-            found = ", ".join(f"{where}={label!r}" for where, label in places)
-            raise SpecError(f"spec {text!r}: the {role} label must agree; found {found}")
+# The role of a label, by the terms it appears in.
+_ROLE_OF_PLACES = {
+    frozenset(FLASH_TERMS): "batch",
+    frozenset({"q", "out"}): "query",
+    frozenset({"k", "v"}): "key",
+    frozenset({"q", "k"}): "head_dim",
+    frozenset({"v", "out"}): "value_dim",
+}
+_ROLE_RULE = (
+    "a flash label is in all four terms (batch), in q and out only (query positions, or query "
+    "heads under grouped-query attention), in k and v only (key positions, or kv heads), in q "
+    "and k only (the head dim) or in v and out only (the value dim)"
+)
+
+
+def flash_roles(text: str, q: Term, k: Term, v: Term, out: Term) -> FlashRoles:
+    """Each label's role from the terms it appears in; a SpecError names a label that fits no
+    role, or roles that the labels leave open."""
+    places: dict[str, set[str]] = {}
+    for name, term in zip(FLASH_TERMS, (q, k, v, out)):
+        for label in term:
+            if term.count(label) > 1:
+                raise SpecError(f"spec {text!r}: label {label!r} repeats in {name}")
+            places.setdefault(label, set()).add(name)
+    by_role: dict[str, list[str]] = {role: [] for role in _ROLE_OF_PLACES.values()}
+    for label, where in places.items():
+        role = _ROLE_OF_PLACES.get(frozenset(where))
+        if role is None:
+            names = [name for name in FLASH_TERMS if name in where]
+            found = " and ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
+            raise SpecError(f"spec {text!r}: label {label!r} is in {found} only; {_ROLE_RULE}")
+        by_role[role].append(label)
+    for role, what in (("head_dim", "q and k"), ("value_dim", "v and out")):
+        if len(by_role[role]) != 1:
+            hint = ""
+            if not by_role[role]:
+                hint = (
+                    " (a label in all four terms is a batch label: give the head dim and the "
+                    "value dim letters of their own, as in bhqd,bhkd,bhkv->bhqv)"
+                )
+            raise SpecError(
+                f"spec {text!r}: expected one {role.replace('_', ' ')} label, in {what} only; "
+                f"found {_listed(by_role[role])}{hint}"
+            )
+    queries, keys = by_role["query"], by_role["key"]
+    if len(queries) != len(keys) or len(queries) not in (1, 2):
+        raise SpecError(
+            f"spec {text!r}: expected the query positions in q and out only and the key "
+            f"positions in k and v only (plus one head label on each side under grouped-query "
+            f"attention); found {_listed(queries)} in q and out, {_listed(keys)} in k and v"
+        )
+    query_heads = kv_heads = None
+    query, key = queries[0], keys[0]
+    if len(queries) == 2:
+        query_heads, query = _split_heads(text, queries, "h", "q", "q and out", "query")
+        kv_heads, key = _split_heads(text, keys, "g", "k", "k and v", "kv")
+    batch = tuple(label for label in q if label in by_role["batch"])
+    head_dim, value_dim = by_role["head_dim"][0], by_role["value_dim"][0]
+    return FlashRoles(batch, query, key, head_dim, value_dim, query_heads, kv_heads)
+
+
+def _split_heads(
+    text: str, labels: list[str], heads: str, positions: str, where: str, side: str
+) -> tuple[str, str]:
+    """(heads, positions) of a grouped-query pair: the places of both labels are the same, so
+    the legend decides (`h`/`g` are heads, `q`/`k` positions)."""
+    first, second = labels
+    if heads in labels:
+        return heads, second if first == heads else first
+    if positions in labels:
+        return (second, first) if first == positions else (first, second)
+    raise SpecError(
+        f"spec {text!r}: labels {first!r} and {second!r} are both in {where} only: one is the "
+        f"{side} heads of grouped-query attention, the other the positions, and their places "
+        f"cannot tell which; name the heads {heads!r} or the positions {positions!r}"
+    )
+
+
+def _listed(labels: list[str]) -> str:
+    return ", ".join(repr(label) for label in labels) or "none"
 
 
 # ------------------------------------------------------------------------------ ops and loops

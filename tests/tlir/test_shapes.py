@@ -299,7 +299,7 @@ def test_flash_needs_nonempty_sequences(sq, skv):
         (FLASH, [(3, 4, 9, 16), (2, 4, 3, 16), (2, 4, 3, 32)],
          r"label 'b' has size 3 in operand q but 2 in operand k"),
         (FLASH, [(2, 4, 9), (2, 4, 3, 16), (2, 4, 3, 32)],
-         r"operand q must have rank 4, found \[2, 4, 9\]"),
+         r"operand q \(bhqd\) must have rank 4, found \[2, 4, 9\]"),
         (f"{FLASH}_dropout0.1", [(2, 4, 5, 16), (2, 4, 9, 16), (2, 4, 9, 32), (2, 2)],
          r"the PRNG key operand must be a key \(shape \[\]\) or uint32\[2\] key data, found shape \[2, 2\]"),
     ],

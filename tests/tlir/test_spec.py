@@ -10,6 +10,8 @@ d head dim, v value dim.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import warnings
 
@@ -177,10 +179,6 @@ VALID_FLASH = [
     ),
     (f"{FLASH}_64_64_lse_causal", {"causal": True, "lse": True}),
     (f"{FLASH_GQA}_64_64", {"k": tuple("bgkd"), "v": tuple("bgkv")}),
-    (
-        "flash_bhqd,bhkd,bhkd->bhqd_16_32",
-        {"v": tuple("bhkd"), "out": tuple("bhqd"), "block_q": 16, "block_kv": 32},
-    ),
 ]
 
 
@@ -261,8 +259,14 @@ labels = st.sampled_from("bhgqkdvxyzBHQ")
 
 @st.composite
 def flash_fields(draw):
-    b, h, g, q, k, d, v = draw(st.lists(labels, min_size=7, max_size=7, unique=True))
-    kv_head = draw(st.sampled_from([h, g]))
+    """Any letters in the legend's layout; under GQA the heads are named h and g, which is what
+    tells them from the positions."""
+    grouped = draw(st.booleans())
+    pool = "bqkdvxyzBHQ" if grouped else "bhgqkdvxyzBHQ"
+    b, h, g, q, k, d, v = draw(st.lists(st.sampled_from(pool), min_size=7, max_size=7, unique=True))
+    if grouped:
+        h, g = "h", "g"
+    kv_head = g if grouped else h
     return {
         "q": (b, h, q, d),
         "k": (b, kv_head, k, d),
@@ -285,6 +289,55 @@ def test_flash_format_parse_round_trip(fields):
     assert isinstance(spec, FlashSpec)
     assert {name: getattr(spec, name) for name in fields} == fields
     assert format_flash(**fields) == spec.text
+
+
+@settings(max_examples=100, deadline=None)
+@given(flash_fields(), st.data())
+def test_flash_roles_follow_the_labels_in_any_layout(fields, data):
+    """Transposing the terms changes no role: each term's labels permuted at random."""
+    spec = parse_spec(format_flash(**fields))
+    permuted = {
+        name: tuple(data.draw(st.permutations(fields[name]), label=name))
+        for name in ("q", "k", "v", "out")
+    }
+    moved = parse_spec(format_flash(**{**fields, **permuted}))
+    assert dataclasses.replace(moved.roles, batch=spec.roles.batch) == spec.roles
+    assert set(moved.roles.batch) == set(spec.roles.batch)
+    for name in ("q", "k", "v", "out", "lse"):
+        written = moved.term(name)
+        assert tuple(written[i] for i in moved.permutation(name)) == moved.roles.canonical(name)
+    assert moved.grouped == spec.grouped
+
+
+@pytest.mark.parametrize(
+    ("text", "roles"),
+    [
+        ("flash_bhqd,bhkd,bhkv->bhqv", ("bh", "q", "k", "d", "v", None, None)),
+        ("flash_bqhd,bkhd,bkhv->bqhv", ("bh", "q", "k", "d", "v", None, None)),  # jax's layout
+        ("flash_bhqd,bgkd,bgkv->bhqv", ("b", "q", "k", "d", "v", "h", "g")),
+        ("flash_bqhd,bkgd,bkgv->bqhv", ("b", "q", "k", "d", "v", "h", "g")),
+        ("flash_bxqd,bykd,bykv->bxqv", ("b", "q", "k", "d", "v", "x", "y")),  # positions named
+        ("flash_qdbh,kdbh,kvbh->qvbh", ("bh", "q", "k", "d", "v", None, None)),
+        ("flash_xsye,xtye,xtyf->xsyf", ("xy", "s", "t", "e", "f", None, None)),
+    ],
+)
+def test_flash_roles(text, roles):
+    spec = parse_spec(text + "_8_8")
+    batch, *rest = roles
+    assert (spec.roles.batch, *dataclasses.astuple(spec.roles)[1:]) == (tuple(batch), *rest)
+    assert spec.canonical_layout == (text.startswith("flash_bhqd") or text.startswith("flash_bxqd"))
+
+
+def test_flash_operands_and_results_by_role():
+    plain = parse_spec(f"{FLASH}_8_8")
+    assert plain.operand_roles == ("query", "key", "value")
+    assert plain.result_roles == ("out",)
+    assert plain.operand("dropout_key") is None
+    full = parse_spec(f"{FLASH}_8_8_dropout0.5_lse")
+    assert full.operand_roles == ("query", "key", "value", "dropout_key")
+    assert full.operand("dropout_key") == 3
+    assert full.result_roles == ("out", "lse")
+    assert parse_spec("flash_bqhd,bkhd,bkhv->bqhv_8_8").lse_term == tuple("bqh")
 
 
 # ---------------------------------------------------------------------------------------- ops
@@ -433,7 +486,7 @@ INVALID = [
     (f"{F}_0_64", None, r"block sizes must be positive, found 0x64"),
     (f"{F}_64_0", None, r"block sizes must be positive, found 64x0"),
     # --- flash: flags
-    (f"{F}_64_64_bogus", None, r"unknown flash flag 'bogus'; expected causal, lse, window<L>x<R>"),
+    (f"{F}_64_64_bogus", None, r"unknown flash flag 'bogus'; expected one of causal, window<L>x<R>, dropout<p>, lse"),
     (f"{F}_64_64_Causal", None, r"unknown flash flag 'Causal'"),
     (f"{F}_64_64_", None, r"unknown flash flag ''"),
     (f"{F}_64_64_causal_causal", None, r"flag 'causal' given twice"),
@@ -460,19 +513,25 @@ INVALID = [
     ("flash_bhqd,bhkd,bhkv->bhqvx_64_64", None, r"out term 'bhqvx' must have exactly 4 labels"),
     ("flash_...d,bhkd,bhkv->bhqv_64_64", None, r"q term '\.\.\.d' must have exactly 4 labels"),
     ("flash_bh%d,bhkd,bhkv->bhqv_64_64", None, r"invalid character '%' in q"),
-    ("flash_bhqd,chkd,bhkv->bhqv_64_64", None,
-     r"the batch label must agree; found q='b', k='c', v='b', out='b'"),
-    ("flash_bhqd,bhkd,bhkv->bxqv_64_64", None,
-     r"the query head label must agree; found q='h', out='x'"),
-    ("flash_bhqd,bgkd,bhkv->bhqv_64_64", None, r"the kv head label must agree; found k='g', v='h'"),
-    ("flash_bhqd,bhkd,bhkv->bhkv_64_64", None,
-     r"the query position label must agree; found q='q', out='k'"),
-    ("flash_bhqd,bhkd,bhqv->bhqv_64_64", None,
-     r"the key position label must agree; found k='k', v='q'"),
-    ("flash_bhqd,bhke,bhkv->bhqv_64_64", None,
-     r"the head dim label must agree; found q='d', k='e'"),
-    ("flash_bhqd,bhkd,bhkv->bhqx_64_64", None,
-     r"the value dim label must agree; found v='v', out='x'"),
+    ("flash_bhqd,chkd,bhkv->bhqv_64_64", None, r"label 'b' is in q, v and out only; a flash "
+     r"label is in all four terms \(batch\), in q and out only \(query positions"),
+    ("flash_bhqd,bhkd,bhkv->bxqv_64_64", None, r"label 'h' is in q, k and v only"),
+    ("flash_bhqd,bgkd,bhkv->bhqv_64_64", None, r"label 'h' is in q, v and out only"),
+    ("flash_bhqd,bhkd,bhkv->bhkv_64_64", None, r"label 'q' is in q only"),
+    ("flash_bhqd,bhkd,bhqv->bhqv_64_64", None, r"label 'q' is in q, v and out only"),
+    ("flash_bhqd,bhke,bhkv->bhqv_64_64", None, r"label 'd' is in q only"),
+    ("flash_bhqd,bhkd,bhkv->bhqx_64_64", None, r"label 'v' is in v only"),
+    ("flash_bhqd,bhkd,bhkd->bhqd_16_32", None, r"expected one head dim label, in q and k only; "
+     r"found none \(a label in all four terms is a batch label: give the head dim and the value"),
+    ("flash_bhsd,bhsd,bhsd->bhsd_8_8", None, r"expected one head dim label, in q and k only"),
+    ("flash_bhqd,bhkd,bhkv->bhqvq_8_8", None, r"out term 'bhqvq' must have exactly 4 labels"),
+    ("flash_bhqq,bhkd,bhkv->bhqv_8_8", None, r"label 'q' repeats in q"),
+    ("flash_bxzd,byud,byuv->bxzv_8_8", None,
+     r"labels 'x' and 'z' are both in q and out only: one is the query heads of grouped-query "
+     r"attention, the other the positions, and their places cannot tell which; name the heads "
+     r"'h' or the positions 'q'"),
+    ("flash_bhqd,bgkd,bhkv->bhqv_8_8", None, r"label 'h' is in q, v and out only"),
+    ("flash_bhqd,bgkd,bgkv->bgqv_8_8", None, r"label 'h' is in q only"),
     # --- ops
     ("bogus:a->a", None, r"unknown operation 'bogus'; expected one of .*\bexp\b.*\bsum\b"),
     ("bogus(1)", None, r"unknown operation 'bogus'; expected one of abs, add"),
